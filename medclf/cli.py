@@ -1,0 +1,127 @@
+"""Shared plumbing of the ``python -m medclf.X`` commands: flags from settings, logging, error exits."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+import typing
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from tqdm.auto import tqdm
+
+from medclf.config import field_types, make_settings, read_settings_file
+from medclf.errors import MedclfError
+
+T = TypeVar("T")
+log = logging.getLogger("medclf")
+
+
+def build_parser(cls: type, prog: str, description: str) -> argparse.ArgumentParser:
+    """An argparse parser with one flag per field of the settings dataclass ``cls``.
+
+    Defaults are suppressed so that the caller can tell given flags from defaults and layer them over a
+    settings file.
+    """
+    parser = argparse.ArgumentParser(
+        prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    types = field_types(cls)
+    for f in dataclasses.fields(cls):
+        kind = types[f.name]
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        help_text = f.metadata.get("help", "")
+        if f.metadata.get("required"):
+            help_text += " (required)"
+        elif default not in ("", None, []):
+            shown = ",".join(default) if isinstance(default, list) else default
+            help_text += f" (default: {shown})"
+        kwargs: dict[str, Any] = {"help": help_text, "default": argparse.SUPPRESS, "dest": f.name}
+        if kind is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(kind) is list:
+            kwargs["nargs"] = "+"
+            kwargs["metavar"] = "NAME"
+        else:
+            kwargs["type"] = kind
+            if f.metadata.get("choices"):
+                kwargs["choices"] = f.metadata["choices"]
+                if f.name == "split":
+                    kwargs["type"] = str.upper
+        parser.add_argument("--" + f.name.replace("_", "-"), **kwargs)
+    return parser
+
+
+def parse_flags(cls: type, argv: Sequence[str] | None, prog: str, description: str) -> dict[str, Any]:
+    """Values given on the command line, over those of ``--config FILE`` if given."""
+    parser = build_parser(cls, prog, description)
+    given = vars(parser.parse_args(argv))
+    layered: dict[str, Any] = {}
+    if given.get("config"):
+        try:
+            layered.update(read_settings_file(given["config"], cls))
+        except MedclfError as e:
+            parser.error(str(e))
+    layered.update(given)
+    return layered
+
+
+def settings_from_flags(cls: type[T], layers: Sequence[dict[str, Any]], prog: str) -> T:
+    """Build settings from layers and check that every required field is set.
+
+    Errors exit like argparse does (status 2, a one-line message).
+    """
+    try:
+        settings = make_settings(cls, *layers)
+    except MedclfError as e:
+        _usage_error(prog, str(e))
+    missing = [
+        "--" + f.name.replace("_", "-")
+        for f in dataclasses.fields(cls)
+        if f.metadata.get("required") and not getattr(settings, f.name)
+    ]
+    if missing:
+        _usage_error(prog, f"the following arguments are required: {', '.join(missing)}")
+    return settings
+
+
+def _usage_error(prog: str, message: str) -> typing.NoReturn:
+    sys.stderr.write(f"usage: {prog} --help\n{prog}: error: {message}\n")
+    raise SystemExit(2)
+
+
+class _TqdmHandler(logging.Handler):
+    """Writes log lines through tqdm so that they do not break progress bars."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            tqdm.write(self.format(record), file=sys.stdout)
+        except Exception:  # logging must never raise
+            self.handleError(record)
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    """Plain messages on stdout for the ``medclf`` loggers (used by the commands only)."""
+    logger = logging.getLogger("medclf")
+    for handler in list(logger.handlers):
+        if isinstance(handler, _TqdmHandler):
+            logger.removeHandler(handler)
+    handler = _TqdmHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False
+
+
+def run_command(body: Callable[[], int]) -> int:
+    """Run a command body; user errors become a clean message and exit status 2."""
+    try:
+        return body()
+    except MedclfError as e:
+        log.error("error: %s", e)
+        return 2
+    except KeyboardInterrupt:
+        log.error("interrupted")
+        return 130

@@ -1,0 +1,213 @@
+"""Typed settings, one dataclass per command.
+
+Every field is a command-line flag of the same name (``image_size`` is ``--image-size``); the help text
+and the allowed values live in the field's metadata, so the CLI, the saved ``config.json`` and the
+library API cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from medclf.errors import ConfigError
+from medclf.manifest import NIH_LABELS
+
+T = TypeVar("T")
+
+MODELS = ("densenet121", "densenet169", "densenet201", "densenet_tiny")
+DEVICES = ("auto", "cpu", "cuda")
+CACHES = ("memory", "disk", "none")
+
+
+def _opt(default: Any, help: str, choices: tuple | None = None, required: bool = False) -> Any:
+    meta = {"help": help, "choices": choices, "required": required}
+    if isinstance(default, list | tuple):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class TrainConfig:
+    """Settings of ``python -m medclf.train``."""
+
+    csv: str = _opt("", "manifest CSV (image, split, one 0/1 column per label)", required=True)
+    out: str = _opt("", "run folder for checkpoints and logs (default: runs/<date-time>)")
+    config: str = _opt("", "YAML or JSON file whose keys set defaults for these flags")
+    labels: list[str] = _opt(NIH_LABELS, "label columns, in output order (space or comma separated)")
+    image_size: int = _opt(224, "images are resized to this many pixels per side")
+    model: str = _opt("densenet121", "network (densenet_tiny is for smoke tests)", MODELS)
+    epochs: int = _opt(20, "maximum number of epochs")
+    batch_size: int = _opt(32, "images per training and validation batch")
+    lr: float = _opt(1e-3, "initial learning rate")
+    optimizer: str = _opt("adam", "optimizer", ("adam", "adamw", "sgd"))
+    weight_decay: float = _opt(0.0, "weight decay")
+    momentum: float = _opt(0.9, "momentum (sgd only)")
+    scheduler: str = _opt(
+        "plateau", "LR schedule: plateau on val AUROC, cosine, or none", ("plateau", "cosine", "none")
+    )
+    plateau_patience: int = _opt(2, "epochs without val AUROC gain before the plateau schedule cuts the LR")
+    plateau_factor: float = _opt(0.1, "factor the plateau schedule multiplies the LR by")
+    early_stopping_patience: int = _opt(5, "stop after this many epochs without val AUROC gain (0: never)")
+    pos_weight: bool = _opt(False, "weight positives by negatives/positives per label, counted on TRAIN")
+    freeze_backbone_epochs: int = _opt(0, "train only the classifier for this many first epochs")
+    augment: bool = _opt(True, "random small affine transforms and horizontal flips during training")
+    amp: bool = _opt(True, "automatic mixed precision (CUDA only)")
+    device: str = _opt("auto", "where to train", DEVICES)
+    seed: int = _opt(0, "random seed (monai.utils.set_determinism)")
+    deterministic: bool = _opt(False, "deterministic CUDA kernels (slower); CPU runs are always repeatable")
+    cache: str = _opt("memory", "cache of decoded, resized images", CACHES)
+    cache_rate: float = _opt(1.0, "fraction of images kept in the memory cache")
+    cache_dir: str = _opt("", "folder of the disk cache (default: <out>/cache)")
+    cache_workers: int = _opt(0, "threads that fill the cache (0: one per CPU core)")
+    num_workers: int = _opt(2, "DataLoader worker processes when images are not cached in memory")
+    check_images: bool = _opt(False, "decode every image before training and stop if any is unreadable")
+    resume: str = _opt("", "run folder or last.pt to resume from")
+    progress: bool = _opt(True, "show progress bars")
+
+    def __post_init__(self) -> None:
+        _check_common(self)
+        _positive(self, "image_size", "epochs", "batch_size")
+        if not 0.0 < self.cache_rate <= 1.0:
+            raise ConfigError(f"cache_rate must be in (0, 1], got {self.cache_rate}")
+        if self.lr <= 0:
+            raise ConfigError(f"lr must be positive, got {self.lr}")
+        if isinstance(self.labels, str):
+            self.labels = [self.labels]
+        self.labels = _split_names(self.labels)
+
+
+@dataclass
+class ValidateConfig:
+    """Settings of ``python -m medclf.validate``."""
+
+    checkpoint: str = _opt("", "checkpoint file (best.pt or last.pt)", required=True)
+    csv: str = _opt("", "manifest CSV with the checkpoint's label columns", required=True)
+    split: str = _opt("TEST", "split to evaluate", ("TRAIN", "VALIDATION", "TEST"))
+    out: str = _opt("", "output folder (default: next to the checkpoint, <stem>_<split>)")
+    config: str = _opt("", "YAML or JSON file whose keys set defaults for these flags")
+    batch_size: int = _opt(0, "images per batch (0: the checkpoint's training batch size)")
+    device: str = _opt("auto", "where to run", DEVICES)
+    amp: bool = _opt(True, "automatic mixed precision (CUDA only)")
+    num_workers: int = _opt(2, "DataLoader worker processes")
+    progress: bool = _opt(True, "show progress bars")
+
+    def __post_init__(self) -> None:
+        self.split = self.split.upper()
+        _check_common(self)
+        if self.batch_size < 0:
+            raise ConfigError(f"batch_size must be >= 0, got {self.batch_size}")
+
+
+def _check_common(settings: Any) -> None:
+    for f in dataclasses.fields(settings):
+        choices = f.metadata.get("choices")
+        value = getattr(settings, f.name)
+        if choices and value not in choices:
+            raise ConfigError(f"{f.name} must be one of {', '.join(choices)}; got {value!r}")
+    if getattr(settings, "num_workers", 0) < 0:
+        raise ConfigError(f"num_workers must be >= 0, got {settings.num_workers}")
+
+
+def _positive(settings: Any, *names: str) -> None:
+    for name in names:
+        if getattr(settings, name) <= 0:
+            raise ConfigError(f"{name} must be positive, got {getattr(settings, name)}")
+
+
+def _split_names(values: list[str]) -> list[str]:
+    names = [v.strip() for value in values for v in str(value).split(",")]
+    return [n for n in names if n]
+
+
+def field_types(cls: type) -> dict[str, Any]:
+    """Resolved type of each field of a settings dataclass."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def read_settings_file(path: str | Path, cls: type) -> dict[str, Any]:
+    """Read a YAML or JSON settings file and check its keys against ``cls``.
+
+    Keys may use dashes or underscores. Raises ConfigError naming the file and the unknown keys.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"cannot read settings file {path}: {e.strerror or e}") from None
+    try:
+        if path.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception as e:  # json/yaml raise many types; all mean the same to the user
+        raise ConfigError(f"cannot parse settings file {path}: {e}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"settings file {path} must hold a mapping of setting names to values")
+    data = {str(k).replace("-", "_"): v for k, v in data.items()}
+    known = set(field_types(cls))
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"settings file {path}: unknown setting(s) {', '.join(unknown)} for {cls.__name__}")
+    return data
+
+
+def make_settings(cls: type[T], *layers: dict[str, Any]) -> T:
+    """Build settings from dictionaries, later layers overriding earlier ones.
+
+    Unknown keys in a layer (for example from a checkpoint written by another version) are ignored.
+    """
+    types = field_types(cls)
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        merged.update({k: _coerce(k, v, types[k]) for k, v in layer.items() if k in types})
+    return cls(**merged)
+
+
+def _coerce(name: str, value: Any, kind: Any) -> Any:
+    """Convert a value read from a file to the field's type, or say which setting is wrong."""
+    try:
+        if kind is bool:
+            if isinstance(value, bool):
+                return value
+            if str(value).lower() in ("true", "yes", "1", "on"):
+                return True
+            if str(value).lower() in ("false", "no", "0", "off"):
+                return False
+            raise ValueError
+        if kind is int:
+            if isinstance(value, bool) or float(value) != int(float(value)):
+                raise ValueError
+            return int(float(value))
+        if kind is float:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if kind is str:
+            if isinstance(value, dict | list):
+                raise ValueError
+            return "" if value is None else str(value)
+        if typing.get_origin(kind) is list:
+            return [str(v) for v in value] if isinstance(value, list | tuple) else [str(value)]
+    except (TypeError, ValueError):
+        raise ConfigError(f"setting {name}: {value!r} is not a valid {getattr(kind, '__name__', kind)}") from None
+    return value
+
+
+def load_settings(cls: type[T], path: str | Path) -> T:
+    """Settings of type ``cls`` from a YAML/JSON file (the format of a run's ``config.json``)."""
+    return make_settings(cls, read_settings_file(path, cls))
+
+
+def settings_dict(settings: Any) -> dict[str, Any]:
+    """Plain-value copy of settings, for JSON files and checkpoints."""
+    return dataclasses.asdict(settings)

@@ -1,0 +1,210 @@
+"""One training epoch and one inference pass, as plain functions (torchvision-reference style)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from medclf.errors import ConfigError, TrainingError
+from medclf.transforms import to_unit_range
+
+log = logging.getLogger(__name__)
+
+#: Called with (images, step) to augment a training batch on its device.
+Augment = Callable[[torch.Tensor, int], torch.Tensor]
+
+
+@dataclass
+class EpochProgress:
+    """Where an epoch stands; saved in a checkpoint when a run stops inside an epoch."""
+
+    step: int = 0
+    loss_sum: float = 0.0
+    seen: int = 0
+    skipped: list[dict] = field(default_factory=list)
+    interrupted: bool = False
+
+    @property
+    def loss(self) -> float:
+        """Mean training loss per image so far."""
+        return self.loss_sum / self.seen if self.seen else math.nan
+
+
+@dataclass
+class Inference:
+    """Outputs of :func:`infer`, in loader order. Tensors stay on the device they were computed on."""
+
+    logits: torch.Tensor
+    targets: torch.Tensor | None
+    paths: list[str]
+    rows: list[int]
+    indices: torch.Tensor
+    loss: float | None
+    skipped: list[dict]
+
+    @property
+    def probs(self) -> torch.Tensor:
+        """Sigmoid of the logits."""
+        return torch.sigmoid(self.logits.float())
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda was requested but no CUDA GPU is available")
+    return torch.device(name)
+
+
+def amp_settings(device: torch.device, enabled: bool) -> tuple[torch.dtype | None, torch.amp.GradScaler | None]:
+    """bf16 autocast where the GPU supports it, else fp16 with a gradient scaler; nothing on CPU."""
+    if device.type != "cuda" or not enabled:
+        return None, None
+    if torch.cuda.is_bf16_supported():
+        return torch.bfloat16, None
+    return torch.float16, torch.amp.GradScaler("cuda")
+
+
+def prepare_batch(
+    batch: dict, device: torch.device, channels_last: bool = False
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Move a batch to ``device`` and turn the compact cache images into float32 in [0, 1] there."""
+    images = batch["image"].to(device, non_blocking=True)
+    images = to_unit_range(images)
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    labels = batch.get("labels")
+    if labels is not None:
+        labels = labels.to(device, non_blocking=True)
+    return images, labels
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """Mixed precision on CUDA when ``dtype`` is set; a no-op otherwise."""
+    if dtype is None or device.type != "cuda":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type="cuda", dtype=dtype)
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader: Iterable[dict],
+    criterion: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    device: torch.device,
+    *,
+    progress: EpochProgress | None = None,
+    augment: Augment | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+    amp_dtype: torch.dtype | None = None,
+    channels_last: bool = False,
+    should_stop: Callable[[], bool] = lambda: False,
+    desc: str = "train",
+    show_progress: bool = True,
+    total: int | None = None,
+) -> EpochProgress:
+    """Train for one pass over ``loader`` (from ``progress.step`` on when resuming an epoch).
+
+    Stops early, with ``interrupted`` set, when ``should_stop()`` becomes true after a step.
+
+    Raises:
+        TrainingError: on a non-finite loss (naming the batch's images) or CUDA out-of-memory.
+    """
+    state = progress or EpochProgress()
+    model.train()
+    bar = tqdm(loader, desc=desc, total=total, disable=not show_progress, leave=False, dynamic_ncols=True)
+    for batch in bar:
+        state.skipped += batch["skipped"]
+        images, targets = prepare_batch(batch, device, channels_last)
+        n = images.shape[0]
+        if n >= 2:  # batch norm cannot train on one image; an all-unreadable batch has none
+            try:
+                if augment is not None:
+                    images = augment(images, state.step)
+                with autocast(device, amp_dtype):
+                    loss = criterion(model(images), targets)
+                value = float(loss.detach())
+                if not math.isfinite(value):
+                    raise TrainingError(
+                        f"the training loss became {value} at {desc}, step {state.step + 1}; the batch held "
+                        + ", ".join(batch["path"])
+                        + ". Lower --lr, or check these images."
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    loss.backward()
+                    optimizer.step()
+            except torch.cuda.OutOfMemoryError:
+                raise TrainingError(
+                    f"CUDA ran out of memory with a batch of {n} images of {tuple(images.shape[-2:])} "
+                    f"pixels; try --batch-size {max(1, n // 2)} (or a smaller --image-size)"
+                ) from None
+            state.loss_sum += value * n
+            state.seen += n
+            bar.set_postfix(loss=f"{state.loss:.4f}", refresh=False)
+        state.step += 1
+        if should_stop():
+            state.interrupted = True
+            break
+    bar.close()
+    return state
+
+
+@torch.no_grad()
+def infer(
+    model: nn.Module,
+    loader: Iterable[dict],
+    device: torch.device,
+    *,
+    criterion: nn.Module | None = None,
+    amp_dtype: torch.dtype | None = None,
+    channels_last: bool = False,
+    desc: str = "val",
+    show_progress: bool = True,
+) -> Inference:
+    """Logits (and targets, when the loader has labels) for every readable image, in loader order.
+
+    Logits and targets are gathered on ``device`` so that metrics can be computed there.
+    """
+    model.eval()
+    logits, targets, paths, rows, indices, skipped = [], [], [], [], [], []
+    loss_sum, seen = 0.0, 0
+    for batch in tqdm(loader, desc=desc, disable=not show_progress, leave=False, dynamic_ncols=True):
+        skipped += batch["skipped"]
+        if not batch["path"]:
+            continue
+        images, labels = prepare_batch(batch, device, channels_last)
+        with autocast(device, amp_dtype):
+            out = model(images).float()
+        logits.append(out)
+        paths += batch["path"]
+        rows += batch["row"].tolist()
+        indices.append(batch["index"])
+        if labels is not None:
+            targets.append(labels)
+            if criterion is not None:
+                loss_sum += float(criterion(out, labels)) * len(images)
+                seen += len(images)
+    n_out = getattr(model, "out_channels", None)
+    empty = torch.empty(0, n_out or 0, device=device)
+    return Inference(
+        logits=torch.cat(logits) if logits else empty,
+        targets=torch.cat(targets) if targets else None,
+        paths=paths,
+        rows=rows,
+        indices=torch.cat(indices) if indices else torch.empty(0, dtype=torch.int64),
+        loss=loss_sum / seen if seen else None,
+        skipped=skipped,
+    )

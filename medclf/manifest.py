@@ -1,0 +1,250 @@
+"""The CSV manifest: one row per image, a split, and one 0/1 column per label.
+
+Everything a manifest can get wrong is checked here, before any image is decoded or any model is built,
+and reported in one :class:`~medclf.errors.ManifestError` that lists every problem with its file, row
+and column. Row numbers count the header as row 1, as spreadsheet programs do.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from medclf.errors import ManifestError
+
+#: The 14 findings of NIH ChestX-ray14, as manifest column names.
+NIH_LABELS: tuple[str, ...] = (
+    "atelectasis",
+    "cardiomegaly",
+    "effusion",
+    "infiltration",
+    "mass",
+    "nodule",
+    "pneumonia",
+    "pneumothorax",
+    "consolidation",
+    "edema",
+    "emphysema",
+    "fibrosis",
+    "pleural_thickening",
+    "hernia",
+)
+
+SPLITS: tuple[str, ...] = ("TRAIN", "VALIDATION", "TEST")
+IMAGE_COLUMN = "image"
+SPLIT_COLUMN = "split"
+# Keys that the data pipeline puts in each sample; a label may not shadow them.
+RESERVED_NAMES = frozenset({IMAGE_COLUMN, SPLIT_COLUMN, "labels", "path", "row", "index", "error"})
+_TRUE = frozenset({"1", "1.0"})
+_FALSE = frozenset({"0", "0.0"})
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A validated manifest.
+
+    Attributes:
+        path: The CSV file.
+        labels: Label names, in model output order.
+        frame: One row per image with ``image`` (absolute path), ``split`` (upper case, or empty when the
+            CSV has no split column), the label columns as uint8 (absent when ``has_labels`` is False),
+            ``csv_row`` (the CSV row number) and any extra columns of the CSV, as text.
+        has_labels: Whether the label columns were read.
+    """
+
+    path: Path
+    labels: tuple[str, ...]
+    frame: pd.DataFrame
+    has_labels: bool = True
+
+    @classmethod
+    def from_csv(
+        cls,
+        path: str | os.PathLike,
+        labels: Sequence[str] = NIH_LABELS,
+        *,
+        required_splits: Iterable[str] = ("TRAIN", "VALIDATION"),
+        require_labels: bool = True,
+        check_files: bool = True,
+    ) -> Manifest:
+        """Read and validate a manifest.
+
+        Args:
+            path: CSV file. Relative image paths are resolved against its folder.
+            labels: Label columns to read (all must be present when ``require_labels``).
+            required_splits: Splits that must hold at least one row. Empty for inference.
+            require_labels: Read and check the label columns. False for unlabeled inference lists.
+            check_files: Check that every image file exists.
+
+        Raises:
+            ManifestError: listing every problem found.
+        """
+        path = Path(path)
+        labels = tuple(labels)
+        required_splits = tuple(s.upper() for s in required_splits)
+        raw = _read_csv(path)
+        problems: list[str] = []
+        problems += _check_label_names(labels, require_labels)
+        problems += _check_header(path, raw, labels, require_labels, required_splits)
+        if problems:
+            raise ManifestError(path, problems)
+
+        rows = np.arange(len(raw)) + 2  # header is row 1
+        frame = raw.copy()
+        frame["csv_row"] = rows
+        problems += _check_images(path, frame, check_files)
+        if SPLIT_COLUMN in raw.columns:
+            problems += _check_splits(frame)
+        else:
+            frame[SPLIT_COLUMN] = ""
+        if require_labels:
+            problems += _check_labels(frame, labels)
+        for split in required_splits:
+            if not (frame[SPLIT_COLUMN] == split).any():
+                problems.append(f"column '{SPLIT_COLUMN}': split {split} has no rows; at least one is needed")
+        if problems:
+            raise ManifestError(path, problems)
+        if require_labels:
+            frame[list(labels)] = frame[list(labels)].apply(lambda c: c.str.strip().isin(_TRUE)).astype("uint8")
+        return cls(path=path, labels=labels, frame=frame.reset_index(drop=True), has_labels=require_labels)
+
+    def select(self, split: str | None) -> pd.DataFrame:
+        """Rows of one split (case-insensitive), or all rows when ``split`` is None."""
+        if split is None:
+            return self.frame
+        split = split.upper()
+        if split not in SPLITS:
+            raise ManifestError(self.path, [f"unknown split {split!r}; expected one of {', '.join(SPLITS)}"])
+        return self.frame[self.frame[SPLIT_COLUMN] == split]
+
+    def records(self, split: str | None) -> list[dict]:
+        """Samples of one split as dictionaries for MONAI dictionary transforms.
+
+        Each holds ``image`` (path), ``row``, ``index`` (position in the split) and, when the manifest has
+        labels, one float32 array of shape (1,) per label, which ``ConcatItemsd`` joins into ``labels``.
+        """
+        part = self.select(split)
+        values = part[list(self.labels)].to_numpy(np.float32) if self.has_labels else None
+        out = []
+        for i, (image, row) in enumerate(zip(part[IMAGE_COLUMN], part["csv_row"], strict=True)):
+            item: dict = {"image": image, "row": int(row), "index": i}
+            if values is not None:
+                item.update({name: values[i, j : j + 1] for j, name in enumerate(self.labels)})
+            out.append(item)
+        return out
+
+    def label_matrix(self, split: str | None) -> np.ndarray:
+        """(n_images, n_labels) uint8 matrix of one split."""
+        return self.select(split)[list(self.labels)].to_numpy(np.uint8)
+
+    def positives(self, split: str | None) -> dict[str, int]:
+        """Number of positive images per label in one split."""
+        counts = self.label_matrix(split).sum(axis=0)
+        return {name: int(c) for name, c in zip(self.labels, counts, strict=True)}
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise ManifestError(path, [f"file not found: {path}"])
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            header = next(csv.reader(f), [])
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig", skipinitialspace=True)
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError, csv.Error, ValueError) as e:
+        raise ManifestError(path, [f"cannot read the CSV: {e}"]) from None
+    header = [h.strip() for h in header]
+    duplicated = sorted({h for h in header if header.count(h) > 1})
+    if duplicated:
+        raise ManifestError(path, [f"column {h!r} appears more than once in the header" for h in duplicated])
+    frame.columns = [str(c).strip() for c in frame.columns]
+    return frame
+
+
+def _check_label_names(labels: tuple[str, ...], require_labels: bool) -> list[str]:
+    problems = []
+    if require_labels and not labels:
+        problems.append("no label columns were requested")
+    for name in labels:
+        if name in RESERVED_NAMES:
+            problems.append(f"label name {name!r} is reserved; rename that column")
+    if len(set(labels)) != len(labels):
+        problems.append(f"label names repeat: {', '.join(labels)}")
+    return problems
+
+
+def _check_header(
+    path: Path, raw: pd.DataFrame, labels: tuple[str, ...], require_labels: bool, required_splits: tuple
+) -> list[str]:
+    problems = []
+    columns = list(raw.columns)
+    if IMAGE_COLUMN not in columns:
+        problems.append(f"missing column '{IMAGE_COLUMN}' (found: {', '.join(map(str, columns)) or 'none'})")
+    if required_splits and SPLIT_COLUMN not in columns:
+        problems.append(f"missing column '{SPLIT_COLUMN}' (values TRAIN, VALIDATION or TEST)")
+    if require_labels:
+        lowered = {str(c).lower(): c for c in columns}
+        for name in labels:
+            if name not in columns:
+                hint = (
+                    f" (found {lowered[name.lower()]!r}; names are case-sensitive)" if name.lower() in lowered else ""
+                )
+                problems.append(f"missing label column '{name}'{hint}")
+    if not problems and raw.empty:
+        problems.append("the CSV has a header but no rows")
+    return problems
+
+
+def _check_images(path: Path, frame: pd.DataFrame, check_files: bool) -> list[str]:
+    problems = []
+    base = path.parent
+    resolved = []
+    for row, value in zip(frame["csv_row"], frame[IMAGE_COLUMN], strict=True):
+        value = value.strip()
+        if not value:
+            problems.append(f"row {row}, column '{IMAGE_COLUMN}': empty image path")
+            resolved.append("")
+            continue
+        p = Path(value).expanduser()
+        p = p if p.is_absolute() else base / p
+        full = os.path.normpath(p)
+        resolved.append(full)
+        if check_files and not os.path.isfile(full):
+            problems.append(f"row {row}, column '{IMAGE_COLUMN}': image file not found: {full}")
+    frame[IMAGE_COLUMN] = resolved
+    seen: dict[str, int] = {}
+    for row, full in zip(frame["csv_row"], resolved, strict=True):
+        if not full:
+            continue
+        if full in seen:
+            problems.append(f"row {row}, column '{IMAGE_COLUMN}': duplicate of row {seen[full]} (same image {full})")
+        else:
+            seen[full] = row
+    return problems
+
+
+def _check_splits(frame: pd.DataFrame) -> list[str]:
+    problems = []
+    split = frame[SPLIT_COLUMN].str.strip().str.upper()
+    for row, original, value in zip(frame["csv_row"], frame[SPLIT_COLUMN], split, strict=True):
+        if value not in SPLITS:
+            problems.append(f"row {row}, column '{SPLIT_COLUMN}': {original!r} is not one of {', '.join(SPLITS)}")
+    frame[SPLIT_COLUMN] = split
+    return problems
+
+
+def _check_labels(frame: pd.DataFrame, labels: tuple[str, ...]) -> list[str]:
+    problems = []
+    allowed = _TRUE | _FALSE
+    for name in labels:
+        values = frame[name].str.strip()
+        bad = ~values.isin(allowed)
+        for row, value in zip(frame.loc[bad, "csv_row"], frame.loc[bad, name], strict=True):
+            shown = "blank" if not value.strip() else repr(value)
+            problems.append(f"row {row}, column '{name}': {shown} is not 0 or 1")
+    return problems

@@ -1,0 +1,357 @@
+"""The training loop: manifest -> data -> model -> epochs of train + validate -> checkpoints and logs.
+
+Read :func:`train` top to bottom; each step is a call into the module that owns that concern.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import math
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from medclf import __version__
+from medclf.augment import AffineFlip
+from medclf.checkpoint import check_compatible, load_checkpoint, resolve_checkpoint_path, save_checkpoint
+from medclf.config import TrainConfig, settings_dict
+from medclf.data import EpochBatchSampler, build_dataset, cached_errors, make_loader, scan_errors
+from medclf.engine import EpochProgress, amp_settings, infer, resolve_device, train_one_epoch
+from medclf.errors import ConfigError, ImageError
+from medclf.manifest import Manifest
+from medclf.metrics import classification_metrics, youden_thresholds
+from medclf.models import build_model, count_parameters, set_backbone_trainable, unwrap_model
+from medclf.report import RunLogger, default_run_dir, epoch_line, prepare_run_dir, save_config
+from medclf.seeding import generator, restore_rng_states, rng_states, seed_everything
+from medclf.transforms import preprocessing
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns; plain values only."""
+
+    run_dir: str
+    best_checkpoint: str
+    last_checkpoint: str
+    best_epoch: int
+    best_auroc: float | None
+    epochs_completed: int
+    stopped_early: bool = False
+    interrupted_by: str | None = None
+    history: list[dict] = field(default_factory=list)
+
+
+def train(config: TrainConfig | None = None, **overrides: Any) -> TrainResult:
+    """Train and validate a classifier; see :class:`~medclf.config.TrainConfig` for the settings.
+
+    Args:
+        config: Settings; keyword arguments override its fields (or build it when it is None).
+
+    Returns:
+        A :class:`TrainResult`. Checkpoints, ``config.json``, ``metrics.csv`` and TensorBoard events are
+        in ``run_dir``.
+
+    Raises:
+        MedclfError: for bad manifests, images, settings or checkpoints, with a message naming them.
+    """
+    config = dataclasses.replace(config, **overrides) if config else TrainConfig(**overrides)
+    if not config.csv:
+        raise ConfigError("a manifest is required (TrainConfig.csv / --csv)")
+    device = resolve_device(config.device)
+
+    resumed = load_checkpoint(config.resume) if config.resume else None
+    if resumed:
+        check_compatible(resumed, labels=config.labels, image_size=config.image_size, model_name=config.model)
+    out = config.out or (str(resolve_checkpoint_path(config.resume).parent) if resumed else str(default_run_dir()))
+    run_dir = prepare_run_dir(out, resuming=resumed is not None)
+    config = dataclasses.replace(config, out=str(run_dir), cache_dir=config.cache_dir or str(run_dir / "cache"))
+    seed_everything(config.seed, config.deterministic)
+
+    # Data: manifest -> cached, preprocessed samples -> loaders.
+    manifest = Manifest.from_csv(config.csv, config.labels, required_splits=("TRAIN", "VALIDATION"))
+    _log_label_counts(manifest)
+    chain = preprocessing(config.image_size, manifest.labels)
+    datasets = {
+        split: build_dataset(
+            manifest.records(split),
+            chain,
+            cache=config.cache,
+            cache_rate=config.cache_rate,
+            cache_dir=config.cache_dir,
+            cache_workers=config.cache_workers,
+            cache_key=str(config.image_size),
+            progress=config.progress,
+        )
+        for split in ("TRAIN", "VALIDATION")
+    }
+    reported = _check_unreadable(datasets, config)
+    sampler = EpochBatchSampler(len(datasets["TRAIN"]), config.batch_size, config.seed)
+    loader_args = {"batch_size": config.batch_size, "cache": config.cache, "num_workers": config.num_workers}
+    train_loader = make_loader(datasets["TRAIN"], sampler=sampler, device=device, **loader_args)
+    val_loader = make_loader(datasets["VALIDATION"], device=device, **loader_args)
+
+    # Model, loss, optimisation.
+    model = build_model(config.model, len(manifest.labels)).to(device)
+    pos_weight = _pos_weight(manifest).to(device) if config.pos_weight else None
+    criterion = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+    optimizer = build_optimizer(config, model)
+    scheduler = build_scheduler(config, optimizer)
+    amp_dtype, scaler = amp_settings(device, config.amp)
+    augment = AffineFlip() if config.augment else None
+    log.info(
+        "training %s (%.1fM parameters) on %s: %d TRAIN / %d VALIDATION images at %d px, %d labels; run folder %s",
+        config.model, count_parameters(model) / 1e6, device, len(datasets["TRAIN"]),
+        len(datasets["VALIDATION"]), config.image_size, len(manifest.labels), run_dir,
+    )  # fmt: skip
+
+    # State that survives a restart.
+    state: dict[str, Any] = {
+        "epoch": 0, "partial": None, "best_metric": -math.inf, "best_epoch": 0,
+        "epochs_without_improvement": 0, "thresholds": [0.5] * len(manifest.labels), "history": [],
+    }  # fmt: skip
+    if resumed:
+        unwrap_model(model).load_state_dict(resumed["model"])
+        optimizer.load_state_dict(resumed["optimizer"])
+        if scheduler is not None and resumed.get("scheduler"):
+            scheduler.load_state_dict(resumed["scheduler"])
+        if scaler is not None and resumed.get("scaler"):
+            scaler.load_state_dict(resumed["scaler"])
+        restore_rng_states(resumed.get("rng", {}))
+        state.update({k: resumed[k] for k in state if k in resumed})
+        where = (
+            f"epoch {state['epoch'] + 1}, step {state['partial']['step']}"
+            if state["partial"]
+            else f"epoch {state['epoch'] + 1}"
+        )
+        log.info("resuming %s from %s", where, resumed["path"])
+    save_config(run_dir, settings_dict(config))
+    logger = RunLogger(run_dir, start_epoch=state["epoch"])
+
+    def checkpoint(model_state: dict) -> dict:
+        return {
+            **state,
+            "model": model_state,
+            "model_name": config.model,
+            "labels": list(manifest.labels),
+            "image_size": config.image_size,
+            "in_channels": 1,
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict() if scheduler is not None else None,
+            "scaler": scaler.state_dict() if scaler is not None else None,
+            "config": settings_dict(config),
+            "rng": rng_states(),
+            "medclf_version": __version__,
+        }
+
+    stopped_early, interrupted_by = _stopped_early(state, config), None
+    with _stop_on_signals() as stop_signal:
+        for epoch in range(state["epoch"] + 1, config.epochs + 1):
+            if stopped_early:
+                break
+            started = time.perf_counter()
+            progress = EpochProgress(**state["partial"]) if state["partial"] else EpochProgress()
+            sampler.set_epoch(epoch, progress.step)
+            model.train()
+            set_backbone_trainable(model, trainable=epoch > config.freeze_backbone_epochs)
+
+            def augment_step(images: torch.Tensor, step: int, epoch: int = epoch) -> torch.Tensor:
+                return augment(images, generator(config.seed, epoch, step))  # type: ignore[misc]
+
+            progress = train_one_epoch(
+                model, train_loader, criterion, optimizer, device,
+                progress=progress, augment=augment_step if augment else None, scaler=scaler,
+                amp_dtype=amp_dtype, should_stop=lambda: stop_signal() is not None,
+                desc=f"epoch {epoch}/{config.epochs} train", show_progress=config.progress,
+                total=len(sampler),
+            )  # fmt: skip
+            _warn_skipped(progress.skipped, "TRAIN", reported)
+            if progress.interrupted:
+                state["partial"] = {"step": progress.step, "loss_sum": progress.loss_sum, "seen": progress.seen}
+                save_checkpoint(run_dir / "last.pt", checkpoint(unwrap_model(model).state_dict()))
+                interrupted_by = stop_signal()
+                log.warning(
+                    "stopped by %s in epoch %d after step %d; saved %s. "
+                    "Resume with: python -m medclf.train --resume %s",
+                    interrupted_by, epoch, progress.step, run_dir / "last.pt", run_dir,
+                )  # fmt: skip
+                break
+
+            result = infer(
+                model, val_loader, device, criterion=criterion, amp_dtype=amp_dtype,
+                desc=f"epoch {epoch}/{config.epochs} val", show_progress=config.progress,
+            )  # fmt: skip
+            _warn_skipped(result.skipped, "VALIDATION", reported)
+            metrics = classification_metrics(result.probs, result.targets, manifest.labels)
+            score = metrics["macro_auroc"] if metrics["macro_auroc"] is not None else -math.inf
+            improved = score > state["best_metric"] or state["best_epoch"] == 0
+            lr = optimizer.param_groups[0]["lr"]
+            if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                scheduler.step(score)
+            elif scheduler is not None:
+                scheduler.step()
+            if improved:
+                state.update(best_metric=score, best_epoch=epoch, epochs_without_improvement=0)
+                state["thresholds"] = youden_thresholds(result.probs, result.targets)
+            else:
+                state["epochs_without_improvement"] += 1
+            row = {
+                "epoch": epoch,
+                "train_loss": progress.loss,
+                "val_loss": result.loss,
+                "val_auroc": metrics["macro_auroc"],
+                "val_acc": metrics["accuracy"],
+                "labels_averaged": metrics["labels_averaged"],
+                "lr": lr,
+                "best_auroc": state["best_metric"] if math.isfinite(state["best_metric"]) else None,
+                "best_epoch": state["best_epoch"],
+                **{f"auroc_{name}": value for name, value in metrics["auroc"].items()},
+            }
+            state["history"].append(row)
+            state.update(epoch=epoch, partial=None)
+            seconds = time.perf_counter() - started
+            logger.log_epoch(row, state["history"], seconds)
+            weights = unwrap_model(model).state_dict()
+            if improved:
+                save_checkpoint(run_dir / "best.pt", checkpoint(weights))
+            save_checkpoint(run_dir / "last.pt", checkpoint(weights))
+            log.info(epoch_line(row, config.epochs, len(manifest.labels), seconds))
+            stopped_early = _stopped_early(state, config)
+            if stopped_early:
+                log.info(
+                    "early stopping: no val AUROC gain for %d epochs (best %.4f at epoch %d)",
+                    state["epochs_without_improvement"], state["best_metric"], state["best_epoch"],
+                )  # fmt: skip
+            if stop_signal() is not None:
+                interrupted_by = stop_signal()
+                log.warning("stopped by %s after epoch %d; resume with --resume %s", interrupted_by, epoch, run_dir)
+                break
+    logger.close()
+    best = state["best_metric"]
+    return TrainResult(
+        run_dir=str(run_dir),
+        best_checkpoint=str(run_dir / "best.pt"),
+        last_checkpoint=str(run_dir / "last.pt"),
+        best_epoch=state["best_epoch"],
+        best_auroc=best if math.isfinite(best) else None,
+        epochs_completed=state["epoch"],
+        stopped_early=stopped_early,
+        interrupted_by=interrupted_by,
+        history=list(state["history"]),
+    )
+
+
+def build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """Adam (default), AdamW or SGD with Nesterov momentum over all parameters."""
+    params = model.parameters()
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.SGD(
+        params, lr=config.lr, momentum=config.momentum, nesterov=True, weight_decay=config.weight_decay
+    )
+
+
+def build_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer) -> Any:
+    """ReduceLROnPlateau on val AUROC (default), cosine annealing over the epochs, or None."""
+    if config.scheduler == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="max", factor=config.plateau_factor, patience=config.plateau_patience
+        )
+    if config.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+    return None
+
+
+def _stopped_early(state: dict, config: TrainConfig) -> bool:
+    patience = config.early_stopping_patience
+    return patience > 0 and state["epochs_without_improvement"] >= patience
+
+
+def _pos_weight(manifest: Manifest) -> torch.Tensor:
+    """negatives / positives per label on TRAIN (1 for a label without positives)."""
+    matrix = torch.as_tensor(manifest.label_matrix("TRAIN"), dtype=torch.float64)
+    positives = matrix.sum(0)
+    negatives = matrix.shape[0] - positives
+    return torch.where(positives > 0, negatives / positives.clamp(min=1), torch.ones_like(positives)).float()
+
+
+def _log_label_counts(manifest: Manifest) -> None:
+    for split in ("TRAIN", "VALIDATION"):
+        n = len(manifest.select(split))
+        counts = manifest.positives(split)
+        one_class = [name for name, c in counts.items() if c in (0, n)]
+        if one_class:
+            log.warning(
+                "%s: %s %s only one class; %s",
+                split, ", ".join(one_class), "has" if len(one_class) == 1 else "have",
+                "its AUROC is undefined and left out of the macro mean" if split == "VALIDATION"
+                else "the model cannot learn it from this split",
+            )  # fmt: skip
+
+
+def _check_unreadable(datasets: dict, config: TrainConfig) -> set[str]:
+    """With --check-images stop on any unreadable image; otherwise report those found while caching.
+
+    Returns the paths reported, so that epochs do not report them again.
+    """
+    found = []
+    for split, dataset in datasets.items():
+        errors = scan_errors(dataset, config.progress) if config.check_images else cached_errors(dataset)
+        found += [(split, e) for e in errors]
+        if errors and len(errors) == len(dataset):
+            raise ImageError(
+                f"none of the {len(dataset)} {split} images could be read; first error: "
+                f"{errors[0]['path']} (row {errors[0]['row']}): {errors[0]['error']}"
+            )
+    if not found:
+        return set()
+    lines = [f"{e['path']} (row {e['row']}, {split}): {e['error']}" for split, e in found]
+    if config.check_images:
+        raise ImageError(f"{len(found)} unreadable image(s) in {config.csv}:\n  " + "\n  ".join(lines))
+    more = f"\n  ... and {len(lines) - 20} more" if len(lines) > 20 else ""
+    log.warning("skipping %d unreadable image(s):\n  %s%s", len(found), "\n  ".join(lines[:20]), more)
+    return {e["path"] for _, e in found}
+
+
+def _warn_skipped(skipped: list[dict], split: str, reported: set[str]) -> None:
+    """Warn once per image about images that failed to decode during an epoch (uncached data)."""
+    new = [s for s in skipped if s["path"] not in reported]
+    reported.update(s["path"] for s in new)
+    if new:
+        log.warning("%s: skipped %d unreadable image(s), e.g. %s: %s", split, len(new), new[0]["path"], new[0]["error"])
+
+
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[Callable[[], str | None]]:
+    """Turn the first SIGINT/SIGTERM into a request to stop after the current step; a second aborts."""
+    received: list[str] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: None  # signal handlers can only be installed from the main thread
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if received:
+            raise KeyboardInterrupt
+        received.append(signal.Signals(signum).name)
+        log.warning("%s received: finishing the current step, then saving last.pt (send again to abort)", received[0])
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield lambda: received[0] if received else None
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+__all__ = ["TrainResult", "build_optimizer", "build_scheduler", "train"]
