@@ -41,6 +41,7 @@ class TrainConfig:
     labels: list[str] = _opt(NIH_LABELS, "label columns, in output order (space or comma separated)")
     image_size: int = _opt(224, "images are resized to this many pixels per side")
     model: str = _opt("densenet121", "network (densenet_tiny is for smoke tests)", MODELS)
+    pretrained: str = _opt("", "local .pth of torchvision ImageNet DenseNet weights to start from")
     epochs: int = _opt(20, "maximum number of epochs")
     batch_size: int = _opt(32, "images per training and validation batch")
     lr: float = _opt(1e-3, "initial learning rate")
@@ -101,6 +102,50 @@ class ValidateConfig:
         _check_common(self)
         if self.batch_size < 0:
             raise ConfigError(f"batch_size must be >= 0, got {self.batch_size}")
+
+
+@dataclass
+class PredictConfig:
+    """Settings of ``python -m medclf.predict``."""
+
+    checkpoint: str = _opt("", "checkpoint file (best.pt or last.pt)", required=True)
+    csv: str = _opt("", "CSV with an image column (labels not needed); or use --images")
+    images: str = _opt("", "folder of images (PNG/JPEG/DICOM/NIfTI, searched recursively); or use --csv")
+    split: str = _opt("", "only rows of this split, when the CSV has a split column")
+    out: str = _opt("", "output folder for predictions.csv (default: next to the checkpoint, <stem>_predict)")
+    config: str = _opt("", "YAML or JSON file whose keys set defaults for these flags")
+    threshold: float = _opt(0.0, "one decision threshold for all labels (0: the checkpoint's per-label ones)")
+    batch_size: int = _opt(0, "images per batch (0: the checkpoint's training batch size)")
+    device: str = _opt("auto", "where to run", DEVICES)
+    amp: bool = _opt(True, "automatic mixed precision (CUDA only)")
+    num_workers: int = _opt(2, "DataLoader worker processes")
+    progress: bool = _opt(True, "show progress bars")
+
+    def __post_init__(self) -> None:
+        self.split = self.split.upper()
+        _check_common(self)
+        if self.split and self.split not in ("TRAIN", "VALIDATION", "TEST"):
+            raise ConfigError(f"split must be TRAIN, VALIDATION or TEST; got {self.split!r}")
+        if not 0.0 <= self.threshold < 1.0:
+            raise ConfigError(f"threshold must be in [0, 1), got {self.threshold}")
+
+
+@dataclass
+class ExplainConfig:
+    """Settings of ``python -m medclf.explain``."""
+
+    checkpoint: str = _opt("", "checkpoint file (best.pt or last.pt)", required=True)
+    image: str = _opt("", "image to explain (PNG/JPEG/DICOM/NIfTI)", required=True)
+    label: list[str] = _opt([], "labels to explain (default: every label of the checkpoint)")
+    out: str = _opt("", "output folder (default: next to the checkpoint, explain_<image name>)")
+    config: str = _opt("", "YAML or JSON file whose keys set defaults for these flags")
+    device: str = _opt("auto", "where to run", DEVICES)
+
+    def __post_init__(self) -> None:
+        _check_common(self)
+        if isinstance(self.label, str):
+            self.label = [self.label]
+        self.label = _split_names(self.label)
 
 
 def _check_common(settings: Any) -> None:

@@ -199,6 +199,14 @@ def write_predictions(
     write_csv(path, out, columns)
 
 
+def save_figure(path: str | Path, figure: Any, dpi: int = 110) -> Path:
+    """Save a matplotlib figure as PNG atomically."""
+    path = Path(path)
+    with atomic_write(path, "wb") as f:
+        figure.savefig(f, format="png", dpi=dpi, bbox_inches="tight")
+    return path
+
+
 def save_config(run_dir: str | Path, config: Mapping[str, Any]) -> Path:
     """Write the resolved settings as ``config.json`` in the run folder."""
     path = Path(run_dir) / "config.json"
