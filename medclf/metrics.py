@@ -36,7 +36,8 @@ def roc_auc(probs: torch.Tensor, targets: torch.Tensor) -> list[float | None]:
         return out
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        values = compute_roc_auc(probs[:, columns], targets[:, columns].float(), average="none")
+        # float64: MONAI accumulates in the input's precision, and float32 drifts ~1e-8 from sklearn.
+        values = compute_roc_auc(probs[:, columns].double(), targets[:, columns].double(), average="none")
     if not isinstance(values, list | tuple):  # a single column comes back as a float
         values = [values]
     for column, value in zip(columns, values, strict=True):

@@ -1,0 +1,422 @@
+"""Evaluation figures built as matplotlib ``Figure`` objects; nothing here writes files.
+
+Figures use ``matplotlib.figure.Figure`` with an Agg canvas, never ``pyplot``: no global state, safe
+headless and in worker threads, and accepted by TensorBoard's ``add_figure``. Inputs are numpy arrays:
+``probs`` (N, L) in [0, 1], ``targets`` (N, L) 0/1 and ``labels`` (L names). Per-label figures use a grid
+of 3.2-inch panels, 4 per row, with fonts of at least 9 pt, so 14 labels read without zooming. A label
+without positives (or negatives) still gets its panel, with a note saying why its curve is undefined.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+PANEL_INCHES = 3.2
+COLUMNS = 4
+FONT = 9
+TITLE_FONT = 10
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Pure numpy curves and scores
+
+
+def _as_1d(probs_1d: np.ndarray, targets_1d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    scores = np.asarray(probs_1d, dtype=np.float64).reshape(-1)
+    truth = np.asarray(targets_1d).reshape(-1)
+    if scores.shape != truth.shape:
+        raise ValueError(f"scores and targets differ in length: {scores.size} vs {truth.size}")
+    if not np.all(np.isfinite(scores)):
+        raise ValueError("probabilities must be finite")
+    return scores, (truth > 0).astype(np.float64)
+
+
+def _cumulative_counts(probs_1d: np.ndarray, targets_1d: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """True and false positives when cutting at each distinct score, highest score first.
+
+    Equal scores form one group: an image is positive when its score is >= the cut, so a run of ties is
+    counted all at once (the last position of the run).
+
+    Returns:
+        ``(thresholds, tp, fp)``, each of length = number of distinct scores, thresholds descending.
+    """
+    scores, truth = _as_1d(probs_1d, targets_1d)
+    order = np.argsort(-scores, kind="mergesort")
+    scores, truth = scores[order], truth[order]
+    last_of_run = np.r_[scores[1:] != scores[:-1], True] if scores.size else np.zeros(0, dtype=bool)
+    tp = np.cumsum(truth)[last_of_run]
+    fp = np.cumsum(1.0 - truth)[last_of_run]
+    return scores[last_of_run], tp, fp
+
+
+def class_counts(targets_1d: np.ndarray) -> tuple[int, int]:
+    """``(positives, negatives)`` of one label's 0/1 targets."""
+    truth = np.asarray(targets_1d).reshape(-1) > 0
+    positives = int(truth.sum())
+    return positives, int(truth.size - positives)
+
+
+def roc_curve_points(probs_1d: np.ndarray, targets_1d: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """ROC curve with one point per distinct score, starting at (0, 0).
+
+    Matches ``sklearn.metrics.roc_curve(..., drop_intermediate=False)``.
+
+    Returns:
+        ``(fpr, tpr, thresholds)`` with thresholds descending and ``inf`` for the first point; ``None`` when
+        the label has no positives or no negatives.
+    """
+    positives, negatives = class_counts(targets_1d)
+    if positives == 0 or negatives == 0:
+        return None
+    thresholds, tp, fp = _cumulative_counts(probs_1d, targets_1d)
+    fpr = np.r_[0.0, fp / negatives]
+    tpr = np.r_[0.0, tp / positives]
+    return fpr, tpr, np.r_[np.inf, thresholds]
+
+
+def auroc(probs_1d: np.ndarray, targets_1d: np.ndarray) -> float | None:
+    """Area under the tie-grouped ROC curve (trapezoids); ``None`` without both classes."""
+    points = roc_curve_points(probs_1d, targets_1d)
+    if points is None:
+        return None
+    fpr, tpr, _ = points
+    return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2.0))
+
+
+def pr_curve_points(probs_1d: np.ndarray, targets_1d: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Precision-recall curve with one point per distinct score, starting at recall 0, precision 1.
+
+    Points run from the highest threshold down, i.e. ``sklearn.metrics.precision_recall_curve`` reversed.
+
+    Returns:
+        ``(recall, precision, thresholds)`` with ``inf`` as the first threshold; ``None`` when the label has
+        no positives.
+    """
+    positives, _ = class_counts(targets_1d)
+    if positives == 0:
+        return None
+    thresholds, tp, fp = _cumulative_counts(probs_1d, targets_1d)
+    recall = np.r_[0.0, tp / positives]
+    precision = np.r_[1.0, tp / (tp + fp)]
+    return recall, precision, np.r_[np.inf, thresholds]
+
+
+def average_precision(probs_1d: np.ndarray, targets_1d: np.ndarray) -> float | None:
+    """Average precision, sum over thresholds of (R_n - R_{n-1}) P_n, as sklearn defines it.
+
+    Returns:
+        The AP, or ``None`` when the label has no positives.
+    """
+    points = pr_curve_points(probs_1d, targets_1d)
+    if points is None:
+        return None
+    recall, precision, _ = points
+    return float(np.sum(np.diff(recall) * precision[1:]))
+
+
+def confusion_counts(probs: np.ndarray, targets: np.ndarray, thresholds: Sequence[float]) -> np.ndarray:
+    """Per-label 2x2 confusion matrices; an image is predicted positive when prob >= threshold.
+
+    Returns:
+        (L, 2, 2) int array indexed ``[label, true, predicted]``: ``[[TN, FP], [FN, TP]]``; each label's
+        counts sum to N.
+    """
+    probs, targets = _check_inputs(probs, targets)
+    cuts = np.asarray(thresholds, dtype=np.float64).reshape(-1)
+    if cuts.size != probs.shape[1]:
+        raise ValueError(f"{cuts.size} thresholds for {probs.shape[1]} labels")
+    predicted = probs >= cuts[None, :]
+    truth = targets > 0
+    out = np.empty((probs.shape[1], 2, 2), dtype=np.int64)
+    out[:, 0, 0] = np.sum(~truth & ~predicted, axis=0)
+    out[:, 0, 1] = np.sum(~truth & predicted, axis=0)
+    out[:, 1, 0] = np.sum(truth & ~predicted, axis=0)
+    out[:, 1, 1] = np.sum(truth & predicted, axis=0)
+    return out
+
+
+def calibration_bins(
+    probs_1d: np.ndarray, targets_1d: np.ndarray, n_bins: int = 10
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Equal-width reliability bins over [0, 1] (the last bin includes 1.0).
+
+    Returns:
+        ``(mean_predicted, fraction_positive, counts)`` per bin; the first two are NaN in empty bins.
+    """
+    if n_bins < 1:
+        raise ValueError(f"n_bins must be >= 1, got {n_bins}")
+    scores, truth = _as_1d(probs_1d, targets_1d)
+    index = np.clip(np.floor(scores * n_bins).astype(np.int64), 0, n_bins - 1)
+    counts = np.bincount(index, minlength=n_bins)
+    sum_pred = np.bincount(index, weights=scores, minlength=n_bins)
+    sum_true = np.bincount(index, weights=truth, minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_pred = np.where(counts > 0, sum_pred / counts, np.nan)
+        frac_pos = np.where(counts > 0, sum_true / counts, np.nan)
+    return mean_pred, frac_pos, counts
+
+
+def expected_calibration_error(probs_1d: np.ndarray, targets_1d: np.ndarray, n_bins: int = 10) -> float | None:
+    """ECE: count-weighted mean of |fraction positive - mean predicted| over the bins; ``None`` if empty."""
+    mean_pred, frac_pos, counts = calibration_bins(probs_1d, targets_1d, n_bins)
+    total = counts.sum()
+    if total == 0:
+        return None
+    used = counts > 0
+    return float(np.sum(counts[used] * np.abs(frac_pos[used] - mean_pred[used])) / total)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Figures
+
+
+def figure_png(fig: Figure, dpi: int = 110) -> bytes:
+    """Render a figure to PNG bytes in memory."""
+    if not isinstance(fig.canvas, FigureCanvasAgg):
+        FigureCanvasAgg(fig)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def roc_figure(probs: np.ndarray, targets: np.ndarray, labels: Sequence[str]) -> Figure:
+    """Per-label ROC curves with AUROC in the legend and the chance diagonal."""
+    probs, targets = _check_inputs(probs, targets, labels)
+    fig, axes = _panel_grid(len(labels), "ROC curves")
+    for j, (ax, name) in enumerate(zip(axes, labels, strict=True)):
+        positives, negatives = class_counts(targets[:, j])
+        ax.plot([0, 1], [0, 1], linestyle="--", color="0.6", linewidth=1, label="chance")
+        points = roc_curve_points(probs[:, j], targets[:, j])
+        if points is None:
+            _note(ax, _undefined(positives, negatives))
+        else:
+            fpr, tpr, _ = points
+            area = auroc(probs[:, j], targets[:, j])
+            ax.plot(fpr, tpr, color="C0", linewidth=1.8, label=f"AUROC {area:.3f}")
+        _style_unit_axes(ax, _panel_title(name, positives, negatives), "false positive rate", "true positive rate")
+        ax.legend(loc="lower right", fontsize=FONT, frameon=True)
+    return fig
+
+
+def pr_figure(probs: np.ndarray, targets: np.ndarray, labels: Sequence[str]) -> Figure:
+    """Per-label precision-recall curves with average precision in the legend and a prevalence line."""
+    probs, targets = _check_inputs(probs, targets, labels)
+    fig, axes = _panel_grid(len(labels), "Precision-recall curves")
+    for j, (ax, name) in enumerate(zip(axes, labels, strict=True)):
+        positives, negatives = class_counts(targets[:, j])
+        points = pr_curve_points(probs[:, j], targets[:, j])
+        if points is None:
+            _note(ax, _undefined(positives, negatives))
+        else:
+            recall, precision, _ = points
+            ap = average_precision(probs[:, j], targets[:, j])
+            ax.plot(recall, precision, color="C1", linewidth=1.8, drawstyle="steps-pre", label=f"AP {ap:.3f}")
+            prevalence = positives / (positives + negatives)
+            ax.axhline(prevalence, linestyle="--", color="0.6", linewidth=1, label=f"prevalence {prevalence:.3f}")
+            if negatives == 0:
+                _note(ax, "no negatives: precision is always 1")
+        _style_unit_axes(ax, _panel_title(name, positives, negatives), "recall", "precision")
+        if points is not None:
+            ax.legend(loc="upper right", fontsize=FONT, frameon=True)
+    return fig
+
+
+def confusion_figure(
+    probs: np.ndarray, targets: np.ndarray, labels: Sequence[str], thresholds: Sequence[float]
+) -> Figure:
+    """Per-label 2x2 confusion matrices at per-label thresholds (positive when prob >= threshold).
+
+    Each cell shows the count and its percentage of the label's N images.
+    """
+    probs, targets = _check_inputs(probs, targets, labels)
+    counts = confusion_counts(probs, targets, thresholds)
+    n_images = probs.shape[0]
+    fig, axes = _panel_grid(len(labels), "Confusion matrices (prediction positive when prob >= threshold)")
+    for j, (ax, name) in enumerate(zip(axes, labels, strict=True)):
+        matrix = counts[j]
+        share = matrix / n_images if n_images else np.zeros((2, 2))
+        ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
+        for t in range(2):
+            for p in range(2):
+                colour = "white" if share[t, p] > 0.55 else "black"
+                ax.text(
+                    p,
+                    t,
+                    f"{matrix[t, p]}\n{100.0 * share[t, p]:.1f}%",
+                    ha="center",
+                    va="center",
+                    fontsize=TITLE_FONT,
+                    color=colour,
+                )
+        ax.set_xticks([0, 1], ["neg", "pos"], fontsize=FONT)
+        ax.set_yticks([0, 1], ["neg", "pos"], fontsize=FONT)
+        ax.set_xlabel("predicted", fontsize=FONT)
+        ax.set_ylabel("true", fontsize=FONT)
+        positives, negatives = int(matrix[1].sum()), int(matrix[0].sum())
+        title = f"{name}\nthreshold {float(thresholds[j]):.3f}"
+        if positives == 0 or negatives == 0:
+            title += f" ({_undefined(positives, negatives)})"
+        ax.set_title(title, fontsize=TITLE_FONT)
+    return fig
+
+
+def calibration_figure(probs: np.ndarray, targets: np.ndarray, labels: Sequence[str], n_bins: int = 10) -> Figure:
+    """Reliability diagram: pooled curve (bold, ECE in the legend), thin per-label curves, the diagonal,
+    and a histogram of the predicted probabilities underneath."""
+    probs, targets = _check_inputs(probs, targets, labels)
+    fig = _new_figure((10.5, 7.5))
+    grid = fig.add_gridspec(2, 1, height_ratios=[3, 1])
+    top: Axes = fig.add_subplot(grid[0])
+    bottom: Axes = fig.add_subplot(grid[1], sharex=top)
+    top.plot([0, 1], [0, 1], linestyle="--", color="0.5", linewidth=1, label="perfect calibration")
+    colours = _label_colours(len(labels))
+    for j, name in enumerate(labels):
+        mean_pred, frac_pos, _ = calibration_bins(probs[:, j], targets[:, j], n_bins)
+        used = ~np.isnan(mean_pred)
+        top.plot(mean_pred[used], frac_pos[used], linewidth=0.9, alpha=0.75, color=colours[j], label=name)
+    pooled_probs, pooled_targets = probs.reshape(-1), targets.reshape(-1)
+    mean_pred, frac_pos, _ = calibration_bins(pooled_probs, pooled_targets, n_bins)
+    used = ~np.isnan(mean_pred)
+    ece = expected_calibration_error(pooled_probs, pooled_targets, n_bins)
+    if ece is None:
+        _note(top, "no predictions")
+    else:
+        top.plot(
+            mean_pred[used],
+            frac_pos[used],
+            color="black",
+            linewidth=2.8,
+            marker="o",
+            markersize=5,
+            label=f"all labels pooled (ECE {ece:.3f})",
+            zorder=5,
+        )
+    top.set_xlim(0, 1)
+    top.set_ylim(-0.02, 1.02)
+    top.set_ylabel("fraction positive", fontsize=FONT)
+    top.set_title(f"Calibration ({n_bins} equal-width bins)", fontsize=TITLE_FONT + 1)
+    top.tick_params(labelsize=FONT, labelbottom=False)
+    top.grid(alpha=0.3)
+    top.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=FONT, frameon=False)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    bottom.hist(np.clip(pooled_probs, 0.0, 1.0), bins=edges, color="0.45", edgecolor="white")
+    if pooled_probs.size:
+        bottom.set_yscale("log")
+    bottom.set_xlabel("predicted probability", fontsize=FONT)
+    bottom.set_ylabel("count (log)" if pooled_probs.size else "count", fontsize=FONT)
+    bottom.tick_params(labelsize=FONT)
+    bottom.grid(alpha=0.3)
+    return fig
+
+
+def image_grid_figure(images: Sequence[np.ndarray], captions: Sequence[str], title: str) -> Figure:
+    """A grid of grayscale (H, W) images in [0, 1], each with a (multi-line) caption under it."""
+    if len(images) != len(captions):
+        raise ValueError(f"{len(images)} images but {len(captions)} captions")
+    if not images:
+        fig = _new_figure((PANEL_INCHES * 2, PANEL_INCHES))
+        ax = fig.add_subplot()
+        ax.set_axis_off()
+        _note(ax, "no images")
+        fig.suptitle(title, fontsize=TITLE_FONT + 2)
+        return fig
+    lines = max(str(c).count("\n") + 1 for c in captions)
+    fig, axes = _panel_grid(len(images), title, extra_height=0.18 * lines)
+    for ax, image, caption in zip(axes, images, captions, strict=True):
+        pixels = np.asarray(image, dtype=np.float64)
+        if pixels.ndim == 3 and pixels.shape[-1] == 1:
+            pixels = pixels[..., 0]
+        if pixels.ndim != 2:
+            raise ValueError(f"images must be (H, W) arrays, got shape {pixels.shape}")
+        ax.imshow(pixels, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_xlabel(str(caption), fontsize=FONT, linespacing=1.3)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Layout helpers
+
+
+def _check_inputs(
+    probs: np.ndarray, targets: np.ndarray, labels: Sequence[str] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    probs = np.asarray(probs, dtype=np.float64)
+    targets = np.asarray(targets)
+    if probs.ndim != 2 or probs.shape != targets.shape:
+        raise ValueError(f"probs and targets must be the same (N, L) shape, got {probs.shape} and {targets.shape}")
+    if labels is not None and len(labels) != probs.shape[1]:
+        raise ValueError(f"{len(labels)} label names for {probs.shape[1]} columns")
+    return probs, (targets > 0).astype(np.int64)
+
+
+def _new_figure(size: tuple[float, float]) -> Figure:
+    fig = Figure(figsize=size, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _panel_grid(n_panels: int, title: str, extra_height: float = 0.0) -> tuple[Figure, list[Axes]]:
+    """Figure with ``n_panels`` square-ish panels, up to COLUMNS per row; unused cells are removed."""
+    n_panels = max(n_panels, 1)
+    columns = min(COLUMNS, n_panels)
+    rows = math.ceil(n_panels / columns)
+    size = (PANEL_INCHES * columns, (PANEL_INCHES + extra_height) * rows + 0.4)
+    fig = _new_figure(size)
+    grid = fig.subplots(rows, columns, squeeze=False)
+    axes = list(grid.flat)
+    for ax in axes[n_panels:]:
+        fig.delaxes(ax)
+    fig.suptitle(title, fontsize=TITLE_FONT + 2)
+    return fig, axes[:n_panels]
+
+
+def _style_unit_axes(ax: Axes, title: str, xlabel: str, ylabel: str) -> None:
+    ax.set_xlim(-0.01, 1.01)
+    ax.set_ylim(-0.01, 1.01)
+    ax.set_aspect("equal")
+    ax.set_title(title, fontsize=TITLE_FONT)
+    ax.set_xlabel(xlabel, fontsize=FONT)
+    ax.set_ylabel(ylabel, fontsize=FONT)
+    ax.tick_params(labelsize=FONT)
+    ax.grid(alpha=0.3)
+
+
+def _panel_title(name: str, positives: int, negatives: int) -> str:
+    return f"{name}\n{positives} pos / {negatives} neg"
+
+
+def _undefined(positives: int, negatives: int) -> str:
+    if positives == 0 and negatives == 0:
+        return "undefined: no images"
+    return "undefined: no positives" if positives == 0 else "undefined: no negatives"
+
+
+def _note(ax: Axes, text: str) -> None:
+    ax.text(
+        0.5,
+        0.5,
+        text,
+        transform=ax.transAxes,
+        ha="center",
+        va="center",
+        fontsize=TITLE_FONT,
+        color="darkred",
+        bbox={"boxstyle": "round", "facecolor": "white", "edgecolor": "darkred", "alpha": 0.9},
+    )
+
+
+def _label_colours(n: int) -> list[tuple[float, float, float, float]]:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab20"]
+    return [cmap(i % cmap.N) for i in range(n)]
