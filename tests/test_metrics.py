@@ -67,7 +67,7 @@ def test_youden_threshold_maximises_j() -> None:
     probs, targets = random_predictions(n_labels=3, seed=3)
     thresholds = youden_thresholds(probs, targets)
     for j in range(3):
-        fpr, tpr, cuts = roc_curve(targets[:, j], probs[:, j])
+        fpr, tpr, _ = roc_curve(targets[:, j], probs[:, j])
         best = np.max(tpr - fpr)
         predicted = probs[:, j] >= thresholds[j]
         positives = targets[:, j] == 1

@@ -19,9 +19,15 @@ def test_densenet121_trains_and_validates_on_real_radiographs(tmp_path: Path) ->
     manifest = shared_path("nih", "starter256", "dataset.csv")
     result = train(
         TrainConfig(
-            csv=str(manifest), out=str(tmp_path / "nih"), image_size=64, epochs=2, batch_size=32,
-            device="cpu", progress=False, num_workers=0,
-        )  # fmt: skip
+            csv=str(manifest),
+            out=str(tmp_path / "nih"),
+            image_size=64,
+            epochs=2,
+            batch_size=32,
+            device="cpu",
+            progress=False,
+            num_workers=0,
+        )
     )
     assert result.epochs_completed == 2
     for row in result.history:
@@ -30,15 +36,28 @@ def test_densenet121_trains_and_validates_on_real_radiographs(tmp_path: Path) ->
         assert row["labels_averaged"] == 13
         assert 0.0 < row["val_auroc"] < 1.0
     report = evaluate(
-        ValidateConfig(checkpoint=result.best_checkpoint, csv=str(manifest), split="TEST", device="cpu",
-                       progress=False, num_workers=0)  # fmt: skip
+        ValidateConfig(
+            checkpoint=result.best_checkpoint,
+            csv=str(manifest),
+            split="TEST",
+            device="cpu",
+            progress=False,
+            num_workers=0,
+        )
     )
     metrics = json.loads(Path(report.metrics_json).read_text())
     assert metrics["n_images"] == 93 and metrics["skipped_images"] == []
     assert metrics["auroc"]["edema"] is None and metrics["labels_averaged"] == 13
     assert math.isfinite(metrics["macro_auroc"])
     again = evaluate(
-        ValidateConfig(checkpoint=result.best_checkpoint, csv=str(manifest), split="VALIDATION", device="cpu",
-                       progress=False, num_workers=0, out=str(tmp_path / "val"))  # fmt: skip
+        ValidateConfig(
+            checkpoint=result.best_checkpoint,
+            csv=str(manifest),
+            split="VALIDATION",
+            device="cpu",
+            progress=False,
+            num_workers=0,
+            out=str(tmp_path / "val"),
+        )
     )
     assert again.metrics["macro_auroc"] == result.best_auroc

@@ -18,9 +18,17 @@ LABELS = list(medclf.NIH_LABELS)
 
 def tiny_config(csv_path: Path, out: Path, **overrides: object) -> TrainConfig:
     settings = dict(
-        csv=str(csv_path), out=str(out), image_size=32, model="densenet_tiny", epochs=2, batch_size=16,
-        device="cpu", progress=False, cache_workers=2, num_workers=0,
-    )  # fmt: skip
+        csv=str(csv_path),
+        out=str(out),
+        image_size=32,
+        model="densenet_tiny",
+        epochs=2,
+        batch_size=16,
+        device="cpu",
+        progress=False,
+        cache_workers=2,
+        num_workers=0,
+    )
     settings.update(overrides)
     return TrainConfig(**settings)
 
@@ -55,8 +63,16 @@ def test_tensorboard_has_the_scalars(run: medclf.TrainResult) -> None:
 
 
 def test_validate_reproduces_the_best_epoch_exactly(run: medclf.TrainResult, synthetic_csv: Path) -> None:
-    result = evaluate(ValidateConfig(checkpoint=run.best_checkpoint, csv=str(synthetic_csv), split="VALIDATION",
-                                     device="cpu", progress=False, num_workers=0))  # fmt: skip
+    result = evaluate(
+        ValidateConfig(
+            checkpoint=run.best_checkpoint,
+            csv=str(synthetic_csv),
+            split="VALIDATION",
+            device="cpu",
+            progress=False,
+            num_workers=0,
+        )
+    )
     assert result.metrics["macro_auroc"] == run.best_auroc  # exact, not approximate
     metrics = json.loads(Path(result.metrics_json).read_text())
     assert metrics["macro_auroc"] == run.best_auroc
@@ -70,8 +86,19 @@ def test_validate_reproduces_the_best_epoch_exactly(run: medclf.TrainResult, syn
 
 def test_checkpoint_round_trip_with_weights_only(run: medclf.TrainResult) -> None:
     raw = torch.load(run.best_checkpoint, weights_only=True)
-    for key in ("model", "optimizer", "scheduler", "epoch", "best_metric", "labels", "image_size", "model_name",
-                "config", "thresholds", "history"):  # fmt: skip
+    for key in (
+        "model",
+        "optimizer",
+        "scheduler",
+        "epoch",
+        "best_metric",
+        "labels",
+        "image_size",
+        "model_name",
+        "config",
+        "thresholds",
+        "history",
+    ):
         assert key in raw, key
     state = load_checkpoint(run.best_checkpoint)
     assert state["labels"] == LABELS and state["image_size"] == 32 and state["model_name"] == "densenet_tiny"
@@ -104,8 +131,25 @@ def test_train_cli_with_config_file(synthetic_csv: Path, tmp_path: Path, capsys:
     settings = tmp_path / "settings.yaml"
     settings.write_text(f"csv: {synthetic_csv}\nimage-size: 32\nmodel: densenet_tiny\nepochs: 3\nbatch_size: 16\n")
     out = tmp_path / "cli"
-    code = main(["--config", str(settings), "--epochs", "1", "--out", str(out), "--no-progress", "--device", "cpu",
-                 "--num-workers", "0", "--no-augment", "--labels", "effusion,mass", "hernia"])  # fmt: skip
+    code = main(
+        [
+            "--config",
+            str(settings),
+            "--epochs",
+            "1",
+            "--out",
+            str(out),
+            "--no-progress",
+            "--device",
+            "cpu",
+            "--num-workers",
+            "0",
+            "--no-augment",
+            "--labels",
+            "effusion,mass",
+            "hernia",
+        ]
+    )
     assert code == 0
     saved = json.loads((out / "config.json").read_text())
     assert saved["epochs"] == 1 and saved["image_size"] == 32 and saved["augment"] is False
@@ -114,11 +158,26 @@ def test_train_cli_with_config_file(synthetic_csv: Path, tmp_path: Path, capsys:
     assert "epoch 1/1 train_loss" in output and "val_auroc" in output and "tensorboard --logdir" in output
 
 
-def test_validate_cli(run: medclf.TrainResult, synthetic_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_validate_cli(
+    run: medclf.TrainResult, synthetic_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     from medclf.validate import main
 
-    code = main(["--checkpoint", run.best_checkpoint, "--csv", str(synthetic_csv), "--split", "test",
-                 "--out", str(tmp_path / "v"), "--no-progress", "--num-workers", "0"])  # fmt: skip
+    code = main(
+        [
+            "--checkpoint",
+            run.best_checkpoint,
+            "--csv",
+            str(synthetic_csv),
+            "--split",
+            "test",
+            "--out",
+            str(tmp_path / "v"),
+            "--no-progress",
+            "--num-workers",
+            "0",
+        ]
+    )
     assert code == 0
     output = capsys.readouterr().out
     assert "macro AUROC" in output and "hernia" in output
