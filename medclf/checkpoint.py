@@ -63,13 +63,16 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(
-            f"refused to load {path}: it contains pickled Python objects, which could run code "
-            f"({first}). medclf checkpoints hold only state_dicts and plain values; it was not executed."
-        ) from None
+        detail = _unpickling_detail(str(e))
+        if "GLOBAL" in str(e):
+            raise CheckpointError(
+                f"refused to load {path}: it contains pickled Python objects, which could run code ({detail}). "
+                "medclf checkpoints hold only state_dicts and plain values; it was not executed."
+            ) from None
+        raise CheckpointError(f"cannot read checkpoint {path}: the file is truncated or corrupt ({detail})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
-        raise CheckpointError(f"cannot read checkpoint {path}: the file is truncated or corrupt ({e})") from None
+        detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"cannot read checkpoint {path}: the file is truncated or corrupt ({detail})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         keys = ", ".join(map(str, list(state)[:8])) if isinstance(state, dict) else type(state).__name__
         raise CheckpointError(f"{path} is not a medclf checkpoint (found: {keys})")
@@ -78,6 +81,15 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(f"checkpoint {path} lacks {', '.join(missing)}")
     state["path"] = str(path)
     return state
+
+
+def _unpickling_detail(message: str) -> str:
+    """The informative line of torch's long weights-only error (the blocked global or opcode)."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    for line in lines:
+        if "GLOBAL" in line or "Unsupported" in line:
+            return line.rstrip(".")
+    return lines[-1] if lines else "unpickling error"
 
 
 def check_compatible(

@@ -222,10 +222,10 @@ def pr_figure(probs: np.ndarray, targets: np.ndarray, labels: Sequence[str]) -> 
             prevalence = positives / (positives + negatives)
             ax.axhline(prevalence, linestyle="--", color="0.6", linewidth=1, label=f"prevalence {prevalence:.3f}")
             if negatives == 0:
-                _note(ax, "no negatives: precision is always 1")
+                _note(ax, "no negatives:\nprecision is always 1")
         _style_unit_axes(ax, _panel_title(name, positives, negatives), "recall", "precision")
         if points is not None:
-            ax.legend(loc="upper right", fontsize=FONT, frameon=True)
+            ax.legend(loc="best", fontsize=FONT, frameon=True)
     return fig
 
 
@@ -263,7 +263,7 @@ def confusion_figure(
         positives, negatives = int(matrix[1].sum()), int(matrix[0].sum())
         title = f"{name}\nthreshold {float(thresholds[j]):.3f}"
         if positives == 0 or negatives == 0:
-            title += f" ({_undefined(positives, negatives)})"
+            title += "\n(" + ("no positives" if positives == 0 else "no negatives") + ")"
         ax.set_title(title, fontsize=TITLE_FONT)
     return fig
 

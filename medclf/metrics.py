@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 from monai.metrics import compute_roc_auc
-from torchmetrics.functional.classification import multilabel_accuracy
+from torchmetrics.functional.classification import binary_accuracy, multilabel_accuracy
 
 
 def defined_labels(targets: torch.Tensor) -> torch.Tensor:
@@ -53,6 +53,8 @@ def mean_defined(values: Sequence[float | None]) -> float | None:
 
 def accuracy(probs: torch.Tensor, targets: torch.Tensor, threshold: float = 0.5) -> float:
     """Fraction of correct image x label decisions at ``threshold`` (torchmetrics, multilabel)."""
+    if targets.shape[1] == 1:  # torchmetrics' multilabel task needs two labels or more
+        return float(binary_accuracy(probs[:, 0], targets[:, 0].int(), threshold=threshold))
     value = multilabel_accuracy(probs, targets.int(), num_labels=targets.shape[1], threshold=threshold, average="micro")
     return float(value)
 

@@ -171,6 +171,9 @@ def prepare_nih_manifest(
     frame[IMAGE_COLUMN] = base + os.sep + frame["name"]
     frame = frame[list(MANIFEST_COLUMNS)].reset_index(drop=True)
     stats.update(_stats(frame))
+    empty = [s for s in SPLITS if not stats["images"][s]]
+    if empty:
+        log.warning("split(s) %s have no image (%d image(s) in all)", ", ".join(empty), len(frame))
     return frame, stats
 
 

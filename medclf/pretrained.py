@@ -221,10 +221,14 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         obj: Any = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        detail = _unpickler_detail(e)
+        if "Unsupported global" not in detail:
+            raise CheckpointError(
+                f"cannot read pretrained weights {path}: not a torch weights file ({detail})"
+            ) from None
         raise CheckpointError(
             f"refused to load pretrained weights {path}: it contains pickled Python objects, which could run "
-            f"code ({first}). Save a plain state_dict (torch.save(model.state_dict(), path)); the file was "
+            f"code ({detail}). Save a plain state_dict (torch.save(model.state_dict(), path)); the file was "
             "not executed."
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
@@ -246,6 +250,16 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not tensors:
         raise CheckpointError(f"{path} holds no named tensors (keys: {', '.join(map(str, list(obj)[:6]))})")
     return tensors
+
+
+def _unpickler_detail(error: Exception) -> str:
+    """The informative part of torch's long ``weights_only`` error (e.g. ``Unsupported global: GLOBAL x``)."""
+    text = str(error)
+    m = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\. Please|\n\n|$)", text, flags=re.DOTALL)
+    if m:
+        return " ".join(m[1].split())
+    lines = text.strip().splitlines()
+    return lines[0] if lines else type(error).__name__
 
 
 def _monai_name(name: str) -> str:

@@ -29,6 +29,7 @@ from medclf.errors import ConfigError, ImageError
 from medclf.manifest import Manifest
 from medclf.metrics import classification_metrics, youden_thresholds
 from medclf.models import build_model, count_parameters, set_backbone_trainable, unwrap_model
+from medclf.pretrained import load_torchvision_densenet
 from medclf.report import RunLogger, default_run_dir, epoch_line, prepare_run_dir, save_config
 from medclf.seeding import generator, restore_rng_states, rng_states, seed_everything
 from medclf.transforms import preprocessing
@@ -101,7 +102,10 @@ def train(config: TrainConfig | None = None, **overrides: Any) -> TrainResult:
     val_loader = make_loader(datasets["VALIDATION"], device=device, **loader_args)
 
     # Model, loss, optimisation.
-    model = build_model(config.model, len(manifest.labels)).to(device)
+    model = build_model(config.model, len(manifest.labels))
+    if config.pretrained and not resumed:  # a resumed run's weights come from its checkpoint
+        load_torchvision_densenet(model, config.pretrained)
+    model = model.to(device)
     pos_weight = _pos_weight(manifest).to(device) if config.pos_weight else None
     criterion = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
     optimizer = build_optimizer(config, model)

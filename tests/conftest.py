@@ -22,8 +22,13 @@ def shared_path(*parts: str) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _quiet_logs(caplog: pytest.LogCaptureFixture) -> None:
+def _medclf_logs_reach_caplog(caplog: pytest.LogCaptureFixture):
+    """Commands stop the medclf logger from propagating; undo that so every test can read caplog."""
+    logger = logging.getLogger("medclf")
+    logger.propagate = True
     caplog.set_level(logging.INFO, logger="medclf")
+    yield
+    logger.propagate = True
 
 
 @pytest.fixture(scope="session")

@@ -61,6 +61,7 @@ def test_accuracy_is_elementwise() -> None:
     probs = torch.tensor([[0.9, 0.2], [0.4, 0.7], [0.6, 0.1]])
     targets = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 0.0]])
     assert accuracy(probs, targets) == pytest.approx(4 / 6)
+    assert accuracy(probs[:, :1], targets[:, :1]) == pytest.approx(1 / 3)  # one label: torchmetrics' binary task
 
 
 def test_youden_threshold_maximises_j() -> None:
