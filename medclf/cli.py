@@ -38,7 +38,8 @@ def build_parser(cls: type, prog: str, description: str) -> argparse.ArgumentPar
         elif default not in ("", None, []):
             shown = ",".join(default) if isinstance(default, list) else default
             help_text += f" (default: {shown})"
-        kwargs: dict[str, Any] = {"help": help_text, "default": argparse.SUPPRESS, "dest": f.name}
+        # argparse %-formats help strings
+        kwargs: dict[str, Any] = {"help": help_text.replace("%", "%%"), "default": argparse.SUPPRESS, "dest": f.name}
         if kind is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif typing.get_origin(kind) is list:

@@ -68,6 +68,7 @@ class TrainConfig:
     num_workers: int = _opt(2, "DataLoader worker processes when images are not cached in memory")
     check_images: bool = _opt(False, "decode every image before training and stop if any is unreadable")
     resume: str = _opt("", "run folder or last.pt to resume from")
+    figure_every: int = _opt(1, "add ROC and confusion-matrix figures to TensorBoard every N epochs (0: never)")
     progress: bool = _opt(True, "show progress bars")
 
     def __post_init__(self) -> None:
@@ -91,6 +92,13 @@ class ValidateConfig:
     split: str = _opt("TEST", "split to evaluate", ("TRAIN", "VALIDATION", "TEST"))
     out: str = _opt("", "output folder (default: next to the checkpoint, <stem>_<split>)")
     config: str = _opt("", "YAML or JSON file whose keys set defaults for these flags")
+    bootstrap: int = _opt(1000, "bootstrap resamples for the 95% AUROC intervals (0: none)")
+    seed: int = _opt(0, "seed of the bootstrap")
+    threshold: float = _opt(0.0, "one decision threshold for all labels (0: the checkpoint's, chosen on VALIDATION)")
+    thresholds: str = _opt("", "JSON file of per-label thresholds, {label: threshold}; overrides the checkpoint's")
+    errors_label: str = _opt("", "label for most_confident_errors.png (default: the one with most positives)")
+    errors_count: int = _opt(16, "images in most_confident_errors.png")
+    figures: bool = _opt(True, "write the plots and report.html (off: metrics and predictions only)")
     batch_size: int = _opt(0, "images per batch (0: the checkpoint's training batch size)")
     device: str = _opt("auto", "where to run", DEVICES)
     amp: bool = _opt(True, "automatic mixed precision (CUDA only)")
@@ -100,8 +108,11 @@ class ValidateConfig:
     def __post_init__(self) -> None:
         self.split = self.split.upper()
         _check_common(self)
-        if self.batch_size < 0:
-            raise ConfigError(f"batch_size must be >= 0, got {self.batch_size}")
+        for name in ("batch_size", "bootstrap", "errors_count"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 <= self.threshold < 1.0:
+            raise ConfigError(f"threshold must be in [0, 1), got {self.threshold}")
 
 
 @dataclass

@@ -1,12 +1,21 @@
-"""Evaluate a checkpoint on one split of a manifest: metrics, a per-label table, per-image predictions."""
+"""Evaluate a checkpoint on one split: metrics with confidence intervals, plots, an HTML report.
+
+``evaluate`` runs the model once over the split, then hands probabilities and targets to pure functions
+(:func:`medclf.metrics.evaluation_report`, :mod:`medclf.figures`) and their results to the writers in
+:mod:`medclf.report`.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from medclf.checkpoint import load_checkpoint, model_from_checkpoint
 from medclf.config import ValidateConfig, settings_dict
@@ -14,9 +23,17 @@ from medclf.data import build_dataset, make_loader
 from medclf.engine import amp_settings, infer, resolve_device
 from medclf.errors import ConfigError, ImageError
 from medclf.manifest import Manifest
-from medclf.metrics import classification_metrics
-from medclf.report import metrics_table, write_json, write_predictions
-from medclf.transforms import preprocessing
+from medclf.metrics import evaluation_report, most_confident_errors
+from medclf.report import (
+    evaluation_table,
+    metrics_table,
+    write_bytes,
+    write_csv,
+    write_json,
+    write_predictions,
+    write_text,
+)
+from medclf.transforms import load_image, preprocessing
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +46,7 @@ class EvaluationResult:
     metrics: dict[str, Any]
     metrics_json: str
     predictions_csv: str
+    files: list[str] = field(default_factory=list)
     skipped: list[dict] = field(default_factory=list)
 
 
@@ -38,18 +56,47 @@ def default_output_dir(checkpoint: str | Path, split: str) -> Path:
     return checkpoint.parent / f"{checkpoint.stem}_{split.lower()}"
 
 
+def resolve_thresholds(config: Any, checkpoint: dict[str, Any]) -> tuple[list[float], str]:
+    """Per-label decision thresholds and where they came from.
+
+    Order of precedence: ``--thresholds file.json``, ``--threshold t``, the checkpoint's thresholds
+    (Youden's J on VALIDATION at the best epoch), 0.5.
+    """
+    labels = list(checkpoint["labels"])
+    stored = checkpoint.get("thresholds") or [0.5] * len(labels)
+    if getattr(config, "thresholds", ""):
+        path = Path(config.thresholds)
+        try:
+            given = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as e:
+            raise ConfigError(f"cannot read thresholds file {path}: {e}") from None
+        unknown = sorted(set(given) - set(labels)) if isinstance(given, dict) else ["(not a JSON object)"]
+        if unknown:
+            raise ConfigError(f"thresholds file {path}: unknown label(s) {', '.join(unknown)}")
+        return [float(given.get(name, t)) for name, t in zip(labels, stored, strict=True)], str(path)
+    if config.threshold:
+        return [float(config.threshold)] * len(labels), f"fixed {config.threshold}"
+    source = "checkpoint (Youden's J on VALIDATION)" if checkpoint.get("thresholds") else "default 0.5"
+    return [float(t) for t in stored], source
+
+
 def evaluate(config: ValidateConfig | None = None, **overrides: Any) -> EvaluationResult:
-    """Evaluate a checkpoint on one split and write ``metrics.json`` and ``predictions.csv``.
+    """Evaluate a checkpoint on one split and write the full report.
 
     Preprocessing (labels, image size) comes from the checkpoint, so the numbers match those of
     training: run on the VALIDATION split, the macro AUROC equals the epoch's ``val_auroc``.
+
+    Writes to ``config.out`` (default ``<checkpoint folder>/<stem>_<split>``): ``metrics.json``,
+    ``metrics.csv``, ``predictions.csv`` and, unless ``figures`` is off, ``roc_curves.png``,
+    ``pr_curves.png``, ``confusion_matrices.png``, ``calibration.png``, ``most_confident_errors.png``
+    and a self-contained ``report.html``.
 
     Args:
         config: Settings; keyword arguments override its fields (or build it when it is None).
 
     Returns:
-        An :class:`EvaluationResult` whose ``metrics`` holds ``macro_auroc``, ``accuracy`` and
-        per-label ``auroc``/``positives``/``negatives``.
+        An :class:`EvaluationResult` whose ``metrics`` holds ``macro_auroc``, ``accuracy``, per-label
+        ``auroc``/``positives``/``negatives`` and the full ``per_label``/``macro``/``micro`` tables.
     """
     config = dataclasses.replace(config, **overrides) if config else ValidateConfig(**overrides)
     if not config.checkpoint or not config.csv:
@@ -58,19 +105,26 @@ def evaluate(config: ValidateConfig | None = None, **overrides: Any) -> Evaluati
     checkpoint = load_checkpoint(config.checkpoint, map_location="cpu")
     labels, image_size = list(checkpoint["labels"]), int(checkpoint["image_size"])
     manifest = Manifest.from_csv(config.csv, labels, required_splits=(config.split,))
+    thresholds, threshold_source = resolve_thresholds(config, checkpoint)
     batch_size = config.batch_size or int(checkpoint.get("config", {}).get("batch_size", 32))
 
     dataset = build_dataset(manifest.records(config.split), preprocessing(image_size, labels), cache="none")
     loader = make_loader(dataset, batch_size=batch_size, cache="none", num_workers=config.num_workers, device=device)
     model = model_from_checkpoint(checkpoint, device)
     amp_dtype, _ = amp_settings(device, config.amp)
-    result = infer(model, loader, device, amp_dtype=amp_dtype, desc=f"{config.split}", show_progress=config.progress)
+    result = infer(model, loader, device, amp_dtype=amp_dtype, desc=config.split, show_progress=config.progress)
     if result.targets is None or len(result.paths) == 0:
         raise ImageError(f"none of the {len(dataset)} {config.split} images in {config.csv} could be read")
     if result.skipped:
-        log.warning("skipped %d unreadable image(s), e.g. %s: %s", len(result.skipped),
-                    result.skipped[0]["path"], result.skipped[0]["error"])  # fmt: skip
-    metrics = classification_metrics(result.probs, result.targets, labels)
+        first = result.skipped[0]
+        log.warning("skipped %d unreadable image(s), e.g. %s: %s", len(result.skipped), first["path"], first["error"])
+
+    started = time.perf_counter()
+    metrics = evaluation_report(
+        result.probs, result.targets, labels, thresholds, n_bootstrap=config.bootstrap, seed=config.seed
+    )
+    metrics["bootstrap"]["seconds"] = round(time.perf_counter() - started, 3)
+    metrics["thresholds_from"] = threshold_source
 
     out = Path(config.out) if config.out else default_output_dir(checkpoint["path"], config.split)
     out.mkdir(parents=True, exist_ok=True)
@@ -84,16 +138,132 @@ def evaluate(config: ValidateConfig | None = None, **overrides: Any) -> Evaluati
         "settings": settings_dict(config),
     }
     write_json(out / "metrics.json", summary)
+    write_csv(out / "metrics.csv", evaluation_table(metrics))
     write_predictions(
-        out / "predictions.csv", result.paths, result.rows, labels, result.probs, result.targets,
-        thresholds=checkpoint.get("thresholds"),
+        out / "predictions.csv", result.paths, result.rows, labels, result.probs, result.targets, thresholds,
+        skipped=result.skipped,
     )  # fmt: skip
+    files = [out / "metrics.json", out / "metrics.csv", out / "predictions.csv"]
+    if config.figures:
+        files += _write_figures(out, config, summary, result, labels, thresholds, image_size)
     log.info("%s on %s (%s):\n%s", Path(checkpoint["path"]).name, config.split, config.csv, metrics_table(metrics))
-    log.info("wrote %s and %s", out / "metrics.json", out / "predictions.csv")
+    log.info("wrote %s", ", ".join(str(f) for f in files))
     return EvaluationResult(
         out_dir=str(out),
         metrics=metrics,
         metrics_json=str(out / "metrics.json"),
         predictions_csv=str(out / "predictions.csv"),
+        files=[str(f) for f in files],
         skipped=result.skipped,
     )
+
+
+def _write_figures(
+    out: Path,
+    config: ValidateConfig,
+    summary: dict[str, Any],
+    result: Any,
+    labels: list[str],
+    thresholds: list[float],
+    image_size: int,
+) -> list[Path]:
+    """The plots, the most-confident-errors grid and report.html."""
+    from medclf import figures
+    from medclf.html_report import render_report
+
+    probs = result.probs.double().cpu().numpy()
+    targets = result.targets.cpu().numpy()
+    built = {
+        "roc_curves.png": ("ROC curves per label", figures.roc_figure(probs, targets, labels)),
+        "pr_curves.png": ("Precision-recall curves per label", figures.pr_figure(probs, targets, labels)),
+        "confusion_matrices.png": (
+            "Confusion matrices at the operating thresholds",
+            figures.confusion_figure(probs, targets, labels, thresholds),
+        ),
+        "calibration.png": (
+            "Calibration (reliability) of the probabilities",
+            figures.calibration_figure(probs, targets, labels),
+        ),
+    }
+    label = config.errors_label or labels[int(np.argmax(targets.sum(axis=0)))]
+    if label not in labels:
+        raise ConfigError(f"errors_label {label!r} is not one of the checkpoint's labels: {', '.join(labels)}")
+    built["most_confident_errors.png"] = (
+        f"Most confidently wrong images for {label}",
+        _errors_figure(result, probs, targets, labels.index(label), label, thresholds, image_size, config.errors_count),
+    )
+    pngs = []
+    for name, (caption, figure) in built.items():
+        png = figures.figure_png(figure)  # rendered once, for the file and the page
+        write_bytes(out / name, png)
+        pngs.append((caption, png))
+    metrics = summary
+    macro, micro = metrics["macro"], metrics["micro"]
+    ci = _interval(macro["auroc_ci_low"], macro["auroc_ci_high"])
+    facts = [
+        ("Checkpoint", f"{metrics['checkpoint']} (epoch {metrics['checkpoint_epoch']})"),
+        ("Data", f"{metrics['csv']}, split {metrics['split']}: {metrics['n_images']} images"),
+        ("Macro AUROC", f"{_num(metrics['macro_auroc'])} {ci} over "
+                        f"{metrics['labels_averaged']}/{metrics['n_labels']} labels"),
+        ("Micro AUROC", _num(micro["auroc"])),
+        ("Macro average precision", _num(macro["average_precision"])),
+        ("Thresholds", metrics["thresholds_from"]),
+        ("Confidence intervals", f"{metrics['bootstrap']['resamples']} bootstrap resamples of the images, "
+                                 f"seed {metrics['bootstrap']['seed']}, percentile 95%"),
+        ("Unreadable images", str(len(metrics["skipped_images"]))),
+    ]  # fmt: skip
+    columns, rows = _html_rows(metrics)
+    title = f"medclf evaluation: {Path(metrics['checkpoint']).name} on {metrics['split']}"
+    write_text(out / "report.html", render_report(title, facts, columns, rows, pngs))
+    return [out / name for name in built] + [out / "report.html"]
+
+
+def _errors_figure(
+    result: Any,
+    probs: np.ndarray,
+    targets: np.ndarray,
+    j: int,
+    label: str,
+    thresholds: list[float],
+    image_size: int,
+    count: int,
+) -> Any:
+    from medclf.figures import image_grid_figure
+
+    picked = most_confident_errors(probs[:, j], targets[:, j], thresholds[j], count)
+    images, captions = [], []
+    for i in picked:
+        images.append(load_image(result.paths[i], image_size)[0].numpy())
+        kind = "false positive" if targets[i, j] == 0 else "false negative"
+        captions.append(f"{Path(result.paths[i]).name}\n{kind}: true {int(targets[i, j])}\np = {probs[i, j]:.3f}")
+    return image_grid_figure(images, captions, f"{label}: most confidently wrong (threshold {thresholds[j]:.3f})")
+
+
+def _html_rows(metrics: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    columns = ["label", "AUROC [95% CI]", "AP", "positives", "negatives", "threshold", "sensitivity",
+               "specificity", "PPV", "NPV", "F1", "accuracy"]  # fmt: skip
+    rows = []
+    for row in metrics["per_label"]:
+        rows.append([
+            row["label"], f"{_num(row['auroc'])} {_interval(row['auroc_ci_low'], row['auroc_ci_high'])}".strip(),
+            _num(row["average_precision"]), str(row["positives"]), str(row["negatives"]), _num(row["threshold"]),
+            _num(row["sensitivity"]), _num(row["specificity"]), _num(row["ppv"]), _num(row["npv"]),
+            _num(row["f1"]), _num(row["accuracy"]),
+        ])  # fmt: skip
+    for name in ("macro", "micro"):
+        avg = metrics[name]
+        ci = _interval(avg.get("auroc_ci_low"), avg.get("auroc_ci_high"))
+        rows.append([
+            f"{name} average", f"{_num(avg['auroc'])} {ci}".strip(), _num(avg["average_precision"]), "", "", "",
+            _num(avg["sensitivity"]), _num(avg["specificity"]), _num(avg["ppv"]), _num(avg["npv"]),
+            _num(avg["f1"]), _num(avg["accuracy"]),
+        ])  # fmt: skip
+    return columns, rows
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _interval(low: float | None, high: float | None) -> str:
+    return "" if low is None or high is None else f"[{low:.3f}, {high:.3f}]"

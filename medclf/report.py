@@ -152,20 +152,54 @@ def _f(value: float | None) -> str:
 
 
 def metrics_table(metrics: Mapping[str, Any]) -> str:
-    """Per-label AUROC, positives and negatives, then the macro AUROC and accuracy, as text."""
+    """Per-label AUROC (with its 95% interval when bootstrapped), positives and negatives, then the macro
+    AUROC and accuracy, as text."""
     labels = list(metrics["auroc"])
+    rows = {r["label"]: r for r in metrics.get("per_label", [])}
     width = max([len("label"), *map(len, labels)])
-    lines = [f"{'label':<{width}}  {'AUROC':>7}  {'pos':>6}  {'neg':>6}"]
+    lines = [f"{'label':<{width}}  {'AUROC':>7}  {'95% CI':>15}  {'pos':>6}  {'neg':>6}"]
     for name in labels:
         auroc = metrics["auroc"][name]
         shown = "undef" if auroc is None else f"{auroc:.4f}"
-        lines.append(f"{name:<{width}}  {shown:>7}  {metrics['positives'][name]:>6}  {metrics['negatives'][name]:>6}")
+        row = rows.get(name, {})
+        ci = _ci(row.get("auroc_ci_low"), row.get("auroc_ci_high"))
+        lines.append(
+            f"{name:<{width}}  {shown:>7}  {ci:>15}  {metrics['positives'][name]:>6}  {metrics['negatives'][name]:>6}"
+        )
+    macro = metrics.get("macro", {})
+    ci = _ci(macro.get("auroc_ci_low"), macro.get("auroc_ci_high"))
     lines.append(
-        f"macro AUROC {_f(metrics['macro_auroc'])} over {metrics['labels_averaged']}/{metrics['n_labels']} labels"
-        f" (undefined: label without positives or negatives); accuracy {_f(metrics['accuracy'])};"
-        f" {metrics['n_images']} images"
+        f"macro AUROC {_f(metrics['macro_auroc'])}{' ' + ci if ci else ''} over {metrics['labels_averaged']}/"
+        f"{metrics['n_labels']} labels (undefined: label without positives or negatives); "
+        f"accuracy {_f(metrics['accuracy'])}; {metrics['n_images']} images"
     )
     return "\n".join(lines)
+
+
+def _ci(low: float | None, high: float | None) -> str:
+    return "" if low is None or high is None else f"[{low:.4f}, {high:.4f}]"
+
+
+def evaluation_table(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Rows of an evaluation's metrics.csv: one per label, then the macro and micro averages."""
+    rows = [dict(row) for row in metrics["per_label"]]
+    for name in ("macro", "micro"):
+        rows.append({"label": f"{name} average", **metrics[name]})
+    return rows
+
+
+def write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write a binary file (e.g. a rendered PNG) atomically."""
+    with atomic_write(path, "wb") as f:
+        f.write(data)
+    return Path(path)
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """Write a UTF-8 text file (e.g. report.html) atomically."""
+    with atomic_write(path, "w", encoding="utf-8") as f:
+        f.write(text)
+    return Path(path)
 
 
 def write_predictions(
@@ -176,8 +210,11 @@ def write_predictions(
     probs: torch.Tensor,
     targets: torch.Tensor | None = None,
     thresholds: Sequence[float] | None = None,
+    skipped: Sequence[Mapping[str, Any]] = (),
 ) -> None:
-    """Per-image CSV: image, row, ``true_<label>`` (if known), ``prob_<label>``, ``pred_<label>`` (if thresholds)."""
+    """Per-image CSV: ``image``, ``row``, ``true_<label>`` (if known), ``prob_<label>``, ``pred_<label>``
+    (if thresholds are given; 1 when prob >= threshold), and ``error`` for unreadable images (listed last,
+    without probabilities)."""
     probs = probs.detach().double().cpu().numpy()
     truth = targets.detach().cpu().numpy().astype(int) if targets is not None else None
     columns = ["image", "row"]
@@ -186,6 +223,8 @@ def write_predictions(
     columns += [f"prob_{n}" for n in labels]
     if thresholds is not None:
         columns += [f"pred_{n}" for n in labels]
+    if skipped:
+        columns.append("error")
     out = []
     for i, (image, row) in enumerate(zip(paths, rows, strict=True)):
         record: dict[str, Any] = {"image": image, "row": row}
@@ -196,6 +235,7 @@ def write_predictions(
             if thresholds is not None:
                 record[f"pred_{name}"] = int(probs[i, j] >= thresholds[j])
         out.append(record)
+    out += [{"image": s["path"], "row": s["row"], "error": s["error"]} for s in skipped]
     write_csv(path, out, columns)
 
 

@@ -203,9 +203,9 @@ def train(config: TrainConfig | None = None, **overrides: Any) -> TrainResult:
                 scheduler.step(score)
             elif scheduler is not None:
                 scheduler.step()
+            thresholds = youden_thresholds(result.probs, result.targets)
             if improved:
-                state.update(best_metric=score, best_epoch=epoch, epochs_without_improvement=0)
-                state["thresholds"] = youden_thresholds(result.probs, result.targets)
+                state.update(best_metric=score, best_epoch=epoch, epochs_without_improvement=0, thresholds=thresholds)
             else:
                 state["epochs_without_improvement"] += 1
             row = {
@@ -224,6 +224,8 @@ def train(config: TrainConfig | None = None, **overrides: Any) -> TrainResult:
             state.update(epoch=epoch, partial=None)
             seconds = time.perf_counter() - started
             logger.log_epoch(row, state["history"], seconds)
+            if config.figure_every and epoch % config.figure_every == 0:
+                _log_figures(logger, epoch, result.probs, result.targets, manifest.labels, thresholds)
             weights = unwrap_model(model).state_dict()
             if improved:
                 save_checkpoint(run_dir / "best.pt", checkpoint(weights))
@@ -252,6 +254,17 @@ def train(config: TrainConfig | None = None, **overrides: Any) -> TrainResult:
         interrupted_by=interrupted_by,
         history=list(state["history"]),
     )
+
+
+def _log_figures(
+    logger: RunLogger, epoch: int, probs: torch.Tensor, targets: torch.Tensor, labels: Any, thresholds: list[float]
+) -> None:
+    """Validation ROC curves and confusion matrices (at this epoch's Youden thresholds) for TensorBoard."""
+    from medclf.figures import confusion_figure, roc_figure
+
+    p, t = probs.double().cpu().numpy(), targets.cpu().numpy()
+    logger.add_figure("val/roc_curves", roc_figure(p, t, labels), epoch)
+    logger.add_figure("val/confusion_matrices", confusion_figure(p, t, labels, thresholds), epoch)
 
 
 def build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:

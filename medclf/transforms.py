@@ -80,7 +80,8 @@ class ReadImaged(MapTransform):
     """Load an image with MONAI's ``LoadImage``, choosing the reader by file type.
 
     PNG/JPEG/BMP/TIFF use PIL (rows first, as displayed), NIfTI uses nibabel and DICOM uses pydicom
-    (a file with another or no suffix is read as DICOM when it has the DICOM magic). Adds
+    (a file with another or no suffix is read as DICOM when it has the DICOM magic); MONOCHROME1 DICOMs
+    (bright = low value) are inverted so that bone is bright in every image. Adds
     ``<key>_bits``: 8 for 8-bit sources, 16 otherwise, so that the cache keeps the source's precision.
     """
 
@@ -91,7 +92,8 @@ class ReadImaged(MapTransform):
             self._loader = LoadImage(image_only=True, dtype=None)
             self._pil = PILReader(converter=_pil_to_array_mode, reverse_indexing=False)
             self._nifti = NibabelReader()
-            self._dicom = PydicomReader(swap_ij=False)
+            # Unpruned metadata keeps PhotometricInterpretation (0028,0004) for MONOCHROME1 inversion.
+            self._dicom = PydicomReader(swap_ij=False, prune_metadata=False)
 
     def _reader(self, path: str) -> Any:
         name = path.lower()
@@ -109,8 +111,20 @@ class ReadImaged(MapTransform):
             path = str(d[key])
             img = self._loader(path, reader=self._reader(path))
             d[f"{key}_bits"] = 8 if img.dtype in (torch.uint8, torch.bool) else 16
-            d[key] = img.float()  # resizing is done in float anyway; uint16 lacks some torch kernels
+            pixels = img.float()  # resizing is done in float anyway; uint16 lacks some torch kernels
+            if _photometric(img) == "MONOCHROME1":  # low values are bright: invert within the value range
+                pixels = pixels.max() + pixels.min() - pixels
+            d[key] = pixels
         return d
+
+
+def _photometric(img: Any) -> str:
+    """A DICOM image's PhotometricInterpretation from MONAI metadata ('' for other formats)."""
+    meta = getattr(img, "meta", {})
+    entry = meta.get("00280004") or meta.get("PhotometricInterpretation")
+    if isinstance(entry, dict):
+        entry = (entry.get("Value") or [""])[0]
+    return str(entry or "").strip().upper()
 
 
 class ToGrayscaled(MapTransform):

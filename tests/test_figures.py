@@ -15,21 +15,23 @@ from sklearn.metrics import average_precision_score, precision_recall_curve, roc
 
 from medclf.figures import (
     PNG_SIGNATURE,
-    auroc,
-    average_precision,
-    calibration_bins,
     calibration_figure,
-    confusion_counts,
     confusion_figure,
-    expected_calibration_error,
     figure_png,
     image_grid_figure,
-    pr_curve_points,
     pr_figure,
-    roc_curve_points,
     roc_figure,
 )
 from medclf.html_report import render_report
+from medclf.metrics import (
+    average_precision,
+    calibration_bins,
+    confusion_counts,
+    expected_calibration_error,
+    pr_curve_points,
+    roc_curve_points,
+)
+from medclf.metrics import curve_auroc as auroc
 
 NIH_LABELS = [
     "Atelectasis",

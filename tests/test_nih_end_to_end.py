@@ -27,6 +27,7 @@ def test_densenet121_trains_and_validates_on_real_radiographs(tmp_path: Path) ->
             device="cpu",
             progress=False,
             num_workers=0,
+            figure_every=0,
         )
     )
     assert result.epochs_completed == 2

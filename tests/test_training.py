@@ -60,6 +60,8 @@ def test_tensorboard_has_the_scalars(run: medclf.TrainResult) -> None:
     tags = set(events.Tags()["scalars"])
     assert {"loss/train", "loss/val", "val/macro_auroc", "val/accuracy", "lr", "val_auroc/effusion"} <= tags
     assert [e.step for e in events.Scalars("val/macro_auroc")] == [1, 2]
+    assert {"val/roc_curves", "val/confusion_matrices"} <= set(events.Tags()["images"])  # --figure-every 1
+    assert [e.step for e in events.Images("val/roc_curves")] == [1, 2]
 
 
 def test_validate_reproduces_the_best_epoch_exactly(run: medclf.TrainResult, synthetic_csv: Path) -> None:
@@ -184,7 +186,7 @@ def test_validate_cli(
     assert (tmp_path / "v" / "metrics.json").is_file() and (tmp_path / "v" / "predictions.csv").is_file()
 
 
-@pytest.mark.parametrize("command", ["medclf.train", "medclf.validate"])
+@pytest.mark.parametrize("command", ["medclf.train", "medclf.validate", "medclf.predict"])
 def test_help(command: str, capsys: pytest.CaptureFixture) -> None:
     import importlib
 
@@ -193,7 +195,8 @@ def test_help(command: str, capsys: pytest.CaptureFixture) -> None:
         main(["--help"])
     assert info.value.code == 0
     text = capsys.readouterr().out
-    assert "--csv" in text and "--batch-size" in text
+    assert "--checkpoint" in text or "--csv" in text
+    assert "--batch-size" in text and "--config" in text
 
 
 def test_cli_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -1,0 +1,90 @@
+"""Predict with a checkpoint on unlabeled images: a CSV of image paths or a folder of images."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from medclf.checkpoint import load_checkpoint, model_from_checkpoint
+from medclf.config import PredictConfig
+from medclf.data import build_dataset, make_loader
+from medclf.engine import amp_settings, infer, resolve_device
+from medclf.errors import ConfigError, ManifestError
+from medclf.evaluation import resolve_thresholds
+from medclf.manifest import Manifest
+from medclf.report import write_predictions
+from medclf.transforms import is_image_file, preprocessing
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PredictionResult:
+    """What :func:`predict_images` returns; plain values only."""
+
+    predictions_csv: str
+    n_images: int
+    thresholds: list[float]
+    skipped: list[dict] = field(default_factory=list)
+
+
+def find_images(folder: str | Path) -> list[str]:
+    """Image files under ``folder`` (recursively), sorted: PNG/JPEG/BMP/TIFF, NIfTI, DICOM (by suffix or magic)."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise ConfigError(f"image folder not found: {root}")
+    return sorted(str(p) for p in root.rglob("*") if p.is_file() and not p.name.startswith(".") and is_image_file(p))
+
+
+def predict_images(config: PredictConfig | None = None, **overrides: Any) -> PredictionResult:
+    """Write ``predictions.csv``: per image, one probability and one 0/1 call per label.
+
+    Preprocessing (labels, image size) and the per-label thresholds come from the checkpoint, unless
+    ``threshold`` sets one for all labels. Unreadable images are kept in the CSV with an ``error`` and
+    no probabilities.
+
+    Args:
+        config: Settings; keyword arguments override its fields (or build it when it is None).
+    """
+    config = dataclasses.replace(config, **overrides) if config else PredictConfig(**overrides)
+    if bool(config.csv) == bool(config.images):
+        raise ConfigError("give exactly one of --csv (a list of images) or --images (a folder)")
+    device = resolve_device(config.device)
+    checkpoint = load_checkpoint(config.checkpoint, map_location="cpu")
+    labels, image_size = list(checkpoint["labels"]), int(checkpoint["image_size"])
+    thresholds, source = resolve_thresholds(config, checkpoint)
+    records = _records(config)
+    dataset = build_dataset(records, preprocessing(image_size), cache="none")
+    batch_size = config.batch_size or int(checkpoint.get("config", {}).get("batch_size", 32))
+    loader = make_loader(dataset, batch_size=batch_size, cache="none", num_workers=config.num_workers, device=device)
+    model = model_from_checkpoint(checkpoint, device)
+    amp_dtype, _ = amp_settings(device, config.amp)
+    result = infer(model, loader, device, amp_dtype=amp_dtype, desc="predict", show_progress=config.progress)
+
+    default_out = Path(checkpoint["path"]).parent / f"{Path(checkpoint['path']).stem}_predict"
+    out = Path(config.out) if config.out else default_out
+    path = out / "predictions.csv"
+    write_predictions(
+        path, result.paths, result.rows, labels, result.probs, thresholds=thresholds, skipped=result.skipped
+    )
+    if result.skipped:
+        log.warning("%d unreadable image(s) listed with their error in %s", len(result.skipped), path)
+    log.info(
+        "predicted %d images with %s (thresholds: %s); wrote %s", len(result.paths), checkpoint["path"], source, path
+    )
+    return PredictionResult(str(path), len(result.paths), thresholds, result.skipped)
+
+
+def _records(config: PredictConfig) -> list[dict]:
+    if config.images:
+        paths = find_images(config.images)
+        if not paths:
+            raise ConfigError(f"no images (PNG, JPEG, BMP, TIFF, DICOM, NIfTI) found under {config.images}")
+        return [{"image": p, "row": i + 1, "index": i} for i, p in enumerate(paths)]
+    manifest = Manifest.from_csv(config.csv, (), required_splits=(), require_labels=False)
+    if config.split and not (manifest.frame["split"] == config.split).any():
+        raise ManifestError(config.csv, [f"no rows with split {config.split}"])
+    return manifest.records(config.split or None)
