@@ -67,6 +67,8 @@ class TrainConfig:
     cache_workers: int = _opt(0, "threads that fill the cache (0: one per CPU core)")
     num_workers: int = _opt(2, "DataLoader worker processes when images are not cached in memory")
     check_images: bool = _opt(False, "decode every image before training and stop if any is unreadable")
+    channels_last: bool = _opt(True, "channels-last memory format (CUDA only; faster convolutions)")
+    compile: bool = _opt(False, "torch.compile the model (CUDA; slower start, faster steps)")
     resume: str = _opt("", "run folder or last.pt to resume from")
     figure_every: int = _opt(1, "add ROC and confusion-matrix figures to TensorBoard every N epochs (0: never)")
     progress: bool = _opt(True, "show progress bars")

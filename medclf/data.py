@@ -131,8 +131,8 @@ class EpochBatchSampler(Sampler[list[int]]):
     cannot train on one image.
     """
 
-    def __init__(self, n: int, batch_size: int, seed: int, shuffle: bool = True) -> None:
-        self.n, self.batch_size, self.seed, self.shuffle = n, batch_size, seed, shuffle
+    def __init__(self, n: int, batch_size: int, seed: int, shuffle: bool = True, stream: int = 0) -> None:
+        self.n, self.batch_size, self.seed, self.shuffle, self.stream = n, batch_size, seed, shuffle, stream
         self.epoch, self.start_batch = 0, 0
 
     def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
@@ -142,7 +142,7 @@ class EpochBatchSampler(Sampler[list[int]]):
     def batches(self) -> list[list[int]]:
         """All batches of the current epoch."""
         if self.shuffle:
-            order = torch.randperm(self.n, generator=generator(self.seed, self.epoch)).tolist()
+            order = torch.randperm(self.n, generator=generator(self.seed, self.epoch, self.stream)).tolist()
         else:
             order = list(range(self.n))
         out = [order[i : i + self.batch_size] for i in range(0, self.n, self.batch_size)]
@@ -157,6 +157,19 @@ class EpochBatchSampler(Sampler[list[int]]):
         return max(0, len(self.batches()) - self.start_batch)
 
 
+class FixedBatches(Sampler[list[int]]):
+    """Yields the given batches of indices, in order (evaluation shards under torchrun)."""
+
+    def __init__(self, batches: Sequence[Sequence[int]]) -> None:
+        self.batches = [list(b) for b in batches]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        yield from self.batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
 def make_loader(
     dataset: Dataset,
     *,
@@ -164,7 +177,7 @@ def make_loader(
     cache: str,
     num_workers: int,
     device: torch.device,
-    sampler: EpochBatchSampler | None = None,
+    sampler: Sampler[list[int]] | None = None,
 ) -> DataLoader:
     """A loader over ``dataset``: shuffled by ``sampler`` when given, else in order.
 

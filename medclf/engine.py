@@ -106,6 +106,7 @@ def train_one_epoch(
     scaler: torch.amp.GradScaler | None = None,
     amp_dtype: torch.dtype | None = None,
     channels_last: bool = False,
+    distributed: bool = False,
     should_stop: Callable[[], bool] = lambda: False,
     desc: str = "train",
     show_progress: bool = True,
@@ -113,7 +114,9 @@ def train_one_epoch(
 ) -> EpochProgress:
     """Train for one pass over ``loader`` (from ``progress.step`` on when resuming an epoch).
 
-    Stops early, with ``interrupted`` set, when ``should_stop()`` becomes true after a step.
+    Stops early, with ``interrupted`` set, when ``should_stop()`` becomes true after a step. A batch with
+    fewer than two readable images is skipped; under DistributedDataParallel (``distributed``) the rank
+    still joins the step with a zero gradient, since every rank must take part in each all-reduce.
 
     Raises:
         TrainingError: on a non-finite loss (naming the batch's images) or CUDA out-of-memory.
@@ -154,6 +157,10 @@ def train_one_epoch(
             state.loss_sum += value * n
             state.seen += n
             bar.set_postfix(loss=f"{state.loss:.4f}", refresh=False)
+        elif distributed:
+            optimizer.zero_grad(set_to_none=True)
+            sum(p.sum() for p in model.parameters() if p.requires_grad).mul(0.0).backward()
+            optimizer.step()
         state.step += 1
         if should_stop():
             state.interrupted = True

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -24,11 +25,24 @@ from medclf.augment import AffineFlip
 from medclf.checkpoint import check_compatible, load_checkpoint, resolve_checkpoint_path, save_checkpoint
 from medclf.config import TrainConfig, settings_dict
 from medclf.data import EpochBatchSampler, build_dataset, cached_errors, make_loader, scan_errors
+from medclf.distributed import (
+    World,
+    any_rank,
+    barrier,
+    broadcast,
+    close_world,
+    gather_inference,
+    init_world,
+    shard_eval,
+    shard_records,
+    sum_over_ranks,
+    sync_buffers,
+)
 from medclf.engine import EpochProgress, amp_settings, infer, resolve_device, train_one_epoch
 from medclf.errors import ConfigError, ImageError
 from medclf.manifest import Manifest
 from medclf.metrics import classification_metrics, youden_thresholds
-from medclf.models import build_model, count_parameters, set_backbone_trainable, unwrap_model
+from medclf.models import build_model, count_parameters, set_backbone_trainable
 from medclf.pretrained import load_torchvision_densenet
 from medclf.report import RunLogger, default_run_dir, epoch_line, prepare_run_dir, save_config
 from medclf.seeding import generator, restore_rng_states, rng_states, seed_everything
@@ -55,6 +69,9 @@ class TrainResult:
 def train(config: TrainConfig | None = None, **overrides: Any) -> TrainResult:
     """Train and validate a classifier; see :class:`~medclf.config.TrainConfig` for the settings.
 
+    Under ``torchrun`` every process calls this; they train one DistributedDataParallel model and only
+    rank 0 writes files (see :mod:`medclf.distributed`).
+
     Args:
         config: Settings; keyword arguments override its fields (or build it when it is None).
 
@@ -68,54 +85,65 @@ def train(config: TrainConfig | None = None, **overrides: Any) -> TrainResult:
     config = dataclasses.replace(config, **overrides) if config else TrainConfig(**overrides)
     if not config.csv:
         raise ConfigError("a manifest is required (TrainConfig.csv / --csv)")
-    device = resolve_device(config.device)
+    world, device_name = init_world(config.device)
+    try:
+        return _train(config, world, resolve_device(device_name))
+    finally:
+        close_world(world)
 
+
+def _train(config: TrainConfig, world: World, device: torch.device) -> TrainResult:
+    # Run folder and resumed state.
     resumed = load_checkpoint(config.resume) if config.resume else None
     if resumed:
         check_compatible(resumed, labels=config.labels, image_size=config.image_size, model_name=config.model)
     out = config.out or (str(resolve_checkpoint_path(config.resume).parent) if resumed else str(default_run_dir()))
-    run_dir = prepare_run_dir(out, resuming=resumed is not None)
+    run_dir = Path(broadcast(out, world))  # ranks must agree on a timestamped default
+    if world.main:
+        prepare_run_dir(run_dir, resuming=resumed is not None)
+    barrier(world)
     config = dataclasses.replace(config, out=str(run_dir), cache_dir=config.cache_dir or str(run_dir / "cache"))
     seed_everything(config.seed, config.deterministic)
+    if not world.main:
+        logging.getLogger("medclf").setLevel(logging.WARNING)  # one rank reports
+    show_progress = config.progress and world.main
 
-    # Data: manifest -> cached, preprocessed samples -> loaders.
+    # Data: manifest -> this rank's cached, preprocessed samples -> loaders.
     manifest = Manifest.from_csv(config.csv, config.labels, required_splits=("TRAIN", "VALIDATION"))
     _log_label_counts(manifest)
     chain = preprocessing(config.image_size, manifest.labels)
+    val_records, val_batches = shard_eval(manifest.records("VALIDATION"), config.batch_size, world)
+    records = {"TRAIN": shard_records(manifest.records("TRAIN"), world, config.seed), "VALIDATION": val_records}
     datasets = {
         split: build_dataset(
-            manifest.records(split),
-            chain,
-            cache=config.cache,
-            cache_rate=config.cache_rate,
-            cache_dir=config.cache_dir,
-            cache_workers=config.cache_workers,
-            cache_key=str(config.image_size),
-            progress=config.progress,
+            part, chain, cache=config.cache, cache_rate=config.cache_rate, cache_dir=config.cache_dir,
+            cache_workers=config.cache_workers, cache_key=str(config.image_size), progress=show_progress,
         )
-        for split in ("TRAIN", "VALIDATION")
-    }
+        for split, part in records.items()
+    }  # fmt: skip
     reported = _check_unreadable(datasets, config)
-    sampler = EpochBatchSampler(len(datasets["TRAIN"]), config.batch_size, config.seed)
-    loader_args = {"batch_size": config.batch_size, "cache": config.cache, "num_workers": config.num_workers}
-    train_loader = make_loader(datasets["TRAIN"], sampler=sampler, device=device, **loader_args)
-    val_loader = make_loader(datasets["VALIDATION"], device=device, **loader_args)
+    sampler = EpochBatchSampler(len(datasets["TRAIN"]), config.batch_size, config.seed, stream=world.rank)
+    loader_args = {"cache": config.cache, "num_workers": config.num_workers, "device": device}
+    train_loader = make_loader(datasets["TRAIN"], batch_size=config.batch_size, sampler=sampler, **loader_args)
+    val_loader = make_loader(datasets["VALIDATION"], batch_size=config.batch_size, sampler=val_batches, **loader_args)
 
     # Model, loss, optimisation.
-    model = build_model(config.model, len(manifest.labels))
+    net = build_model(config.model, len(manifest.labels))
     if config.pretrained and not resumed:  # a resumed run's weights come from its checkpoint
-        load_torchvision_densenet(model, config.pretrained)
-    model = model.to(device)
+        load_torchvision_densenet(net, config.pretrained)
+    channels_last = config.channels_last and device.type == "cuda"
+    net = net.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
     pos_weight = _pos_weight(manifest).to(device) if config.pos_weight else None
     criterion = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
-    optimizer = build_optimizer(config, model)
+    optimizer = build_optimizer(config, net)
     scheduler = build_scheduler(config, optimizer)
     amp_dtype, scaler = amp_settings(device, config.amp)
     augment = AffineFlip() if config.augment else None
     log.info(
-        "training %s (%.1fM parameters) on %s: %d TRAIN / %d VALIDATION images at %d px, %d labels; run folder %s",
-        config.model, count_parameters(model) / 1e6, device, len(datasets["TRAIN"]),
-        len(datasets["VALIDATION"]), config.image_size, len(manifest.labels), run_dir,
+        "training %s (%.1fM parameters) on %s%s: %d TRAIN / %d VALIDATION images at %d px, %d labels; run folder %s",
+        config.model, count_parameters(net) / 1e6, device, f" x {world.size} processes" if world.distributed else "",
+        len(manifest.select("TRAIN")), len(manifest.select("VALIDATION")), config.image_size,
+        len(manifest.labels), run_dir,
     )  # fmt: skip
 
     # State that survives a restart.
@@ -124,7 +152,7 @@ def train(config: TrainConfig | None = None, **overrides: Any) -> TrainResult:
         "epochs_without_improvement": 0, "thresholds": [0.5] * len(manifest.labels), "history": [],
     }  # fmt: skip
     if resumed:
-        unwrap_model(model).load_state_dict(resumed["model"])
+        net.load_state_dict(resumed["model"])
         optimizer.load_state_dict(resumed["optimizer"])
         if scheduler is not None and resumed.get("scheduler"):
             scheduler.load_state_dict(resumed["scheduler"])
@@ -132,19 +160,18 @@ def train(config: TrainConfig | None = None, **overrides: Any) -> TrainResult:
             scaler.load_state_dict(resumed["scaler"])
         restore_rng_states(resumed.get("rng", {}))
         state.update({k: resumed[k] for k in state if k in resumed})
-        where = (
-            f"epoch {state['epoch'] + 1}, step {state['partial']['step']}"
-            if state["partial"]
-            else f"epoch {state['epoch'] + 1}"
-        )
-        log.info("resuming %s from %s", where, resumed["path"])
-    save_config(run_dir, settings_dict(config))
-    logger = RunLogger(run_dir, start_epoch=state["epoch"])
+        step = f", step {state['partial']['step']}" if state["partial"] else ""
+        log.info("resuming epoch %d%s from %s", state["epoch"] + 1, step, resumed["path"])
+    logger = None
+    if world.main:
+        save_config(run_dir, settings_dict(config))
+        logger = RunLogger(run_dir, start_epoch=state["epoch"])
 
-    def checkpoint(model_state: dict) -> dict:
+    def checkpoint(partial: dict | None = None) -> dict:
         return {
             **state,
-            "model": model_state,
+            "partial": partial,
+            "model": net.state_dict(),
             "model_name": config.model,
             "labels": list(manifest.labels),
             "image_size": config.image_size,
@@ -157,32 +184,41 @@ def train(config: TrainConfig | None = None, **overrides: Any) -> TrainResult:
             "medclf_version": __version__,
         }
 
-    stopped_early, interrupted_by = _stopped_early(state, config), None
+    stopped_early, interrupted_by, trainable, model = _stopped_early(state, config), None, None, net
     with _stop_on_signals() as stop_signal:
         for epoch in range(state["epoch"] + 1, config.epochs + 1):
             if stopped_early:
                 break
             started = time.perf_counter()
-            progress = EpochProgress(**state["partial"]) if state["partial"] else EpochProgress()
+            # Restored sums are global; only rank 0 carries them, so that summing over ranks stays right.
+            partial = state["partial"] if state["partial"] and world.main else {"loss_sum": 0.0, "seen": 0}
+            progress = EpochProgress(step=(state["partial"] or {}).get("step", 0), loss_sum=partial["loss_sum"],
+                                     seen=partial["seen"])  # fmt: skip
             sampler.set_epoch(epoch, progress.step)
-            model.train()
-            set_backbone_trainable(model, trainable=epoch > config.freeze_backbone_epochs)
+            if trainable != (epoch > config.freeze_backbone_epochs):
+                trainable = epoch > config.freeze_backbone_epochs
+                set_backbone_trainable(net, trainable)
+                model = wrap_model(net, world, device, config.compile)  # DDP must see the trainable set
 
             def augment_step(images: torch.Tensor, step: int, epoch: int = epoch) -> torch.Tensor:
-                return augment(images, generator(config.seed, epoch, step))  # type: ignore[misc]
+                return augment(images, generator(config.seed, epoch, step, world.rank))  # type: ignore[misc]
 
+            model.train()
+            set_backbone_trainable(net, trainable)
             progress = train_one_epoch(
                 model, train_loader, criterion, optimizer, device,
                 progress=progress, augment=augment_step if augment else None, scaler=scaler,
-                amp_dtype=amp_dtype, should_stop=lambda: stop_signal() is not None,
-                desc=f"epoch {epoch}/{config.epochs} train", show_progress=config.progress,
-                total=len(sampler),
+                amp_dtype=amp_dtype, channels_last=channels_last, distributed=world.distributed,
+                should_stop=lambda: any_rank(stop_signal() is not None, world, device),
+                desc=f"epoch {epoch}/{config.epochs} train", show_progress=show_progress, total=len(sampler),
             )  # fmt: skip
+            progress.loss_sum, progress.seen = sum_over_ranks([progress.loss_sum, progress.seen], world, device)
             _warn_skipped(progress.skipped, "TRAIN", reported)
             if progress.interrupted:
-                state["partial"] = {"step": progress.step, "loss_sum": progress.loss_sum, "seen": progress.seen}
-                save_checkpoint(run_dir / "last.pt", checkpoint(unwrap_model(model).state_dict()))
-                interrupted_by = stop_signal()
+                interrupted_by = stop_signal() or "a signal on another rank"
+                if world.main:
+                    partial = {"step": progress.step, "loss_sum": progress.loss_sum, "seen": int(progress.seen)}
+                    save_checkpoint(run_dir / "last.pt", checkpoint(partial))
                 log.warning(
                     "stopped by %s in epoch %d after step %d; saved %s. "
                     "Resume with: python -m medclf.train --resume %s",
@@ -190,9 +226,12 @@ def train(config: TrainConfig | None = None, **overrides: Any) -> TrainResult:
                 )  # fmt: skip
                 break
 
-            result = infer(
-                model, val_loader, device, criterion=criterion, amp_dtype=amp_dtype,
-                desc=f"epoch {epoch}/{config.epochs} val", show_progress=config.progress,
+            sync_buffers(net, world)
+            result = gather_inference(
+                # the bare network: DDP's forward would wait for ranks that have fewer validation batches
+                infer(net, val_loader, device, criterion=criterion, amp_dtype=amp_dtype, channels_last=channels_last,
+                      desc=f"epoch {epoch}/{config.epochs} val", show_progress=show_progress),
+                world,
             )  # fmt: skip
             _warn_skipped(result.skipped, "VALIDATION", reported)
             metrics = classification_metrics(result.probs, result.targets, manifest.labels)
@@ -223,13 +262,13 @@ def train(config: TrainConfig | None = None, **overrides: Any) -> TrainResult:
             state["history"].append(row)
             state.update(epoch=epoch, partial=None)
             seconds = time.perf_counter() - started
-            logger.log_epoch(row, state["history"], seconds)
-            if config.figure_every and epoch % config.figure_every == 0:
-                _log_figures(logger, epoch, result.probs, result.targets, manifest.labels, thresholds)
-            weights = unwrap_model(model).state_dict()
-            if improved:
-                save_checkpoint(run_dir / "best.pt", checkpoint(weights))
-            save_checkpoint(run_dir / "last.pt", checkpoint(weights))
+            if logger is not None:
+                logger.log_epoch(row, state["history"], seconds)
+                if config.figure_every and epoch % config.figure_every == 0:
+                    _log_figures(logger, epoch, result.probs, result.targets, manifest.labels, thresholds)
+                if improved:
+                    save_checkpoint(run_dir / "best.pt", checkpoint())
+                save_checkpoint(run_dir / "last.pt", checkpoint())
             log.info(epoch_line(row, config.epochs, len(manifest.labels), seconds))
             stopped_early = _stopped_early(state, config)
             if stopped_early:
@@ -237,11 +276,13 @@ def train(config: TrainConfig | None = None, **overrides: Any) -> TrainResult:
                     "early stopping: no val AUROC gain for %d epochs (best %.4f at epoch %d)",
                     state["epochs_without_improvement"], state["best_metric"], state["best_epoch"],
                 )  # fmt: skip
-            if stop_signal() is not None:
-                interrupted_by = stop_signal()
+            if any_rank(stop_signal() is not None, world, device):
+                interrupted_by = stop_signal() or "a signal on another rank"
                 log.warning("stopped by %s after epoch %d; resume with --resume %s", interrupted_by, epoch, run_dir)
                 break
-    logger.close()
+    if logger is not None:
+        logger.close()
+    barrier(world)  # rank 0's files are complete before any rank returns
     best = state["best_metric"]
     return TrainResult(
         run_dir=str(run_dir),
@@ -254,6 +295,17 @@ def train(config: TrainConfig | None = None, **overrides: Any) -> TrainResult:
         interrupted_by=interrupted_by,
         history=list(state["history"]),
     )
+
+
+def wrap_model(net: nn.Module, world: World, device: torch.device, compile_model: bool) -> nn.Module:
+    """DistributedDataParallel under torchrun, then ``torch.compile`` if asked."""
+    model = net
+    if world.distributed:
+        ids = [device.index] if device.type == "cuda" else None
+        model = nn.parallel.DistributedDataParallel(net, device_ids=ids)
+    if compile_model:
+        model = torch.compile(model)
+    return model
 
 
 def _log_figures(
