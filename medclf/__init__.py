@@ -12,12 +12,14 @@ Library use::
 __version__ = "0.1.0"
 
 from medclf.checkpoint import load_checkpoint, model_from_checkpoint
-from medclf.config import TrainConfig, ValidateConfig, load_settings
+from medclf.config import ExplainConfig, PredictConfig, TrainConfig, ValidateConfig, load_settings
 from medclf.errors import CheckpointError, ConfigError, ImageError, ManifestError, MedclfError, TrainingError
 from medclf.evaluation import EvaluationResult, evaluate
+from medclf.gradcam import explain_image, gradcam_heatmap
 from medclf.manifest import NIH_LABELS, Manifest
 from medclf.metrics import classification_metrics
 from medclf.models import build_model
+from medclf.prediction import PredictionResult, predict_images
 from medclf.training import TrainResult, train
 from medclf.transforms import load_image, preprocessing
 
@@ -26,10 +28,13 @@ __all__ = [
     "CheckpointError",
     "ConfigError",
     "EvaluationResult",
+    "ExplainConfig",
     "ImageError",
     "Manifest",
     "ManifestError",
     "MedclfError",
+    "PredictConfig",
+    "PredictionResult",
     "TrainConfig",
     "TrainResult",
     "TrainingError",
@@ -38,10 +43,13 @@ __all__ = [
     "build_model",
     "classification_metrics",
     "evaluate",
+    "explain_image",
+    "gradcam_heatmap",
     "load_checkpoint",
     "load_image",
     "load_settings",
     "model_from_checkpoint",
+    "predict_images",
     "preprocessing",
     "train",
 ]

@@ -2,7 +2,7 @@
 
 Example::
 
-    python -m medclf.explain --checkpoint runs/exp1/best.pt --image xray.png --label Cardiomegaly
+    python -m medclf.explain --checkpoint runs/exp1/best.pt --image xray.png --label cardiomegaly
 """
 
 from __future__ import annotations
@@ -12,14 +12,14 @@ from collections.abc import Sequence
 
 from medclf.cli import parse_flags, run_command, settings_from_flags, setup_logging
 from medclf.config import ExplainConfig
-from medclf.gradcam import explain
+from medclf.gradcam import explain_image
 
+log = logging.getLogger("medclf.explain")  # not __name__: that is "__main__" under python -m
 PROG = "python -m medclf.explain"
-log = logging.getLogger("medclf.explain")
 
 
 def _run(config: ExplainConfig) -> int:
-    result = explain(config)
+    result = explain_image(config)
     for label, path in result["files"].items():
         log.info("%s  p=%.4f  %s", label, result["probabilities"][label], path)
     return 0

@@ -2,8 +2,8 @@
 
 :func:`gradcam_heatmap` runs :class:`monai.visualize.GradCAM` on a private copy of the network, so the
 caller's model keeps its hooks, ``inplace`` flags, ``requires_grad`` flags and ``.grad`` untouched.
-MONAI's default post-processing maps (min, max) to (1, 0), flipping the map; it is replaced here by a
-plain division by the maximum, so 1 is the hottest pixel and 0 no evidence for the label.
+MONAI's default post-processing maps (min, max) to (1, 0), flipping the map; it is replaced here by the
+usual min-max scaling to (0, 1), so 1 is the hottest pixel.
 """
 
 from __future__ import annotations
@@ -47,13 +47,14 @@ def gradcam_heatmap(
         target_layer: Name of the module whose activations and gradients are used.
 
     Returns:
-        (S, S) float32 array in [0, 1] (divided by its maximum); all zeros when the map is empty or not
-        finite, for example for a constant image.
+        (S, S) float32 array in [0, 1] (min-max scaled); all zeros when the map is flat or not finite,
+        for example for a constant image.
     """
     net = copy.deepcopy(unwrap_model(model)).eval()
-    names = {name for name, _ in net.named_modules()}
+    names = [name for name, _ in net.named_modules()]
     if target_layer not in names:
-        raise ConfigError(f"layer {target_layer!r} not found in the network; e.g. {', '.join(sorted(names)[-4:])}")
+        shown = ", ".join(n for n in names if n.count(".") == 1)
+        raise ConfigError(f"layer {target_layer!r} not found in the network; its blocks: {shown}")
     net.requires_grad_(False)  # gradients flow from the input instead; no parameter .grad is filled
     device = next(net.parameters()).device
     x = image.detach().float().to(device)
@@ -64,10 +65,10 @@ def gradcam_heatmap(
     with torch.enable_grad():
         heat = cam(x=x, class_idx=int(label_index))
     heat = heat.detach()[0, 0].float().cpu().numpy()
-    peak = float(heat.max()) if heat.size else 0.0
-    if not np.isfinite(heat).all() or not peak > 1e-12:
+    low, high = float(heat.min()), float(heat.max())
+    if not np.isfinite(heat).all() or not high - low > 1e-5 * max(abs(high), 1e-12):
         return np.zeros(x.shape[-2:], dtype=np.float32)
-    return np.clip(heat / peak, 0.0, 1.0).astype(np.float32)
+    return np.clip((heat - low) / (high - low), 0.0, 1.0).astype(np.float32)
 
 
 def overlay_figure(image: np.ndarray, heatmap: np.ndarray, title: str, alpha: float = 0.45) -> Figure:
@@ -83,7 +84,7 @@ def overlay_figure(image: np.ndarray, heatmap: np.ndarray, title: str, alpha: fl
     return fig
 
 
-def explain(config: ExplainConfig | None = None, **overrides: Any) -> dict[str, Any]:
+def explain_image(config: ExplainConfig | None = None, **overrides: Any) -> dict[str, Any]:
     """Write a Grad-CAM overlay of one image for each requested label of a checkpoint.
 
     Files are ``<out>/<image stem>_<label>_gradcam.png``; ``out`` defaults to
@@ -149,4 +150,4 @@ def _safe(name: str) -> str:
     return re.sub(r"[^\w.-]+", "_", name).strip("_") or "label"
 
 
-__all__ = ["explain", "gradcam_heatmap", "image_stem", "overlay_figure"]
+__all__ = ["explain_image", "gradcam_heatmap", "image_stem", "overlay_figure"]

@@ -11,7 +11,7 @@ cache::
     CastToCompactd        -> uint8 / uint16 tensor, metadata dropped (1 byte per pixel for 8-bit PNGs)
     ConcatItemsd          one (1,) array per label -> float32 ``labels`` vector
     DeleteItemsd          the per-label items
-    ToTensord             ``labels`` as a float32 tensor
+    EnsureTyped           ``labels`` as a float32 tensor
 
 Conversion to float in [0, 1] and random augmentation happen after the cache, on the training device
 (:func:`medclf.engine.prepare_batch`, :mod:`medclf.augment`). :class:`SkipUnreadable` wraps the chain
@@ -33,11 +33,11 @@ from monai.transforms import (
     ConcatItemsd,
     DeleteItemsd,
     EnsureChannelFirstd,
+    EnsureTyped,
     LoadImage,
     MapTransform,
     Resized,
     ScaleIntensityd,
-    ToTensord,
     Transform,
 )
 
@@ -246,7 +246,7 @@ def preprocessing(image_size: int, labels: Sequence[str] = ()) -> Compose:
         steps += [
             ConcatItemsd(list(labels), name="labels", dim=0),
             DeleteItemsd(list(labels)),
-            ToTensord("labels", dtype=torch.float32, track_meta=False),
+            EnsureTyped("labels", data_type="tensor", dtype=torch.float32, track_meta=False),
         ]
     return Compose(steps)
 

@@ -1,6 +1,6 @@
 """Write a small synthetic chest-X-ray-like data set with a medclf manifest.
 
-    python scripts/make_synthetic_data.py --out data/demo --n 1000 --size 128
+python scripts/make_synthetic_data.py --out data/demo --n 1000 --size 128
 """
 
 from __future__ import annotations

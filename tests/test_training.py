@@ -186,7 +186,7 @@ def test_validate_cli(
     assert (tmp_path / "v" / "metrics.json").is_file() and (tmp_path / "v" / "predictions.csv").is_file()
 
 
-@pytest.mark.parametrize("command", ["medclf.train", "medclf.validate", "medclf.predict"])
+@pytest.mark.parametrize("command", ["medclf.train", "medclf.validate", "medclf.predict", "medclf.explain"])
 def test_help(command: str, capsys: pytest.CaptureFixture) -> None:
     import importlib
 
@@ -196,7 +196,7 @@ def test_help(command: str, capsys: pytest.CaptureFixture) -> None:
     assert info.value.code == 0
     text = capsys.readouterr().out
     assert "--checkpoint" in text or "--csv" in text
-    assert "--batch-size" in text and "--config" in text
+    assert "--device" in text and "--config" in text
 
 
 def test_cli_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
