@@ -35,7 +35,7 @@ from torch import nn
 
 from medclf.augment import AffineFlip
 from medclf.data import EpochBatchSampler, build_dataset, collate_samples, make_loader
-from medclf.engine import amp_settings, prepare_batch, train_one_epoch
+from medclf.engine import amp_settings, autocast, prepare_batch, train_one_epoch
 from medclf.metrics import bootstrap_auroc, rank_auroc
 from medclf.models import build_model
 from medclf.seeding import generator
@@ -161,16 +161,23 @@ def auroc_figures() -> None:
         print(f"bootstrap on {torch.cuda.get_device_name()}: {gpu_s:.2f} s")
 
 
-def cuda_densenet(folder: Path, records: list[dict], size: int, batch_size: int, steps: int) -> None:
+def densenet_throughput(records: list[dict], size: int, batch_size: int, steps: int, device: torch.device) -> None:
     """DenseNet121 at ``size`` px from the memory cache: images/s and loader wait vs step time."""
-    device = torch.device("cuda")
     torch.backends.cudnn.benchmark = True
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
     dataset = build_dataset(
         records, preprocessing(size, [f"l{j}" for j in range(N_LABELS)]), cache="memory", progress=False
     )
     sampler = EpochBatchSampler(len(dataset), batch_size, seed=0)
     loader = make_loader(dataset, batch_size=batch_size, cache="memory", num_workers=0, device=device, sampler=sampler)
-    net = build_model("densenet121", N_LABELS).to(device, memory_format=torch.channels_last)
+    channels_last = device.type == "cuda"
+    net = build_model("densenet121", N_LABELS).to(device)
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-4)
     criterion = nn.BCEWithLogitsLoss()
     amp_dtype, _ = amp_settings(device, True)
@@ -183,17 +190,17 @@ def cuda_densenet(folder: Path, records: list[dict], size: int, batch_size: int,
         sampler.set_epoch(epoch)
         fetch_started = time.perf_counter()
         for step, batch in enumerate(loader):
-            torch.cuda.synchronize()
+            sync()
             ready = time.perf_counter()
             wait += ready - fetch_started if images else 0.0  # the first batch includes start-up
-            x, y = prepare_batch(batch, device, channels_last=True)
+            x, y = prepare_batch(batch, device, channels_last=channels_last)
             x = augment(x, generator(0, epoch, step))
-            with torch.autocast("cuda", dtype=amp_dtype):
+            with autocast(device, amp_dtype):
                 loss = criterion(net(x), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            torch.cuda.synchronize()
+            sync()
             fetch_started = time.perf_counter()
             if images:
                 done += fetch_started - ready
@@ -201,9 +208,11 @@ def cuda_densenet(folder: Path, records: list[dict], size: int, batch_size: int,
             if images >= steps * batch_size:
                 break
     batches = (images - batch_size) / batch_size
-    print(f"CUDA DenseNet121 {size} px, batch {batch_size}, {amp_dtype}, channels_last: "
+    name = torch.cuda.get_device_name() if device.type == "cuda" else "CPU"
+    precision = amp_dtype or torch.float32
+    print(f"{name}: DenseNet121 {size} px, batch {batch_size}, {precision}, channels_last {channels_last}: "
           f"{batches * batch_size / (done + wait):.0f} images/s from the memory cache; "
-          f"GPU step {1e3 * done / batches:.1f} ms, loader wait {1e3 * wait / batches:.2f} ms per batch "
+          f"step {1e3 * done / batches:.1f} ms, loader wait {1e3 * wait / batches:.2f} ms per batch "
           f"({100 * wait / (done + wait):.1f}% of wall time)")  # fmt: skip
 
 
@@ -250,7 +259,7 @@ def main() -> int:
 
         auroc_figures()
         if torch.cuda.is_available():
-            cuda_densenet(folder, records, args.size, 256, args.cuda_steps)
+            densenet_throughput(records, args.size, 256, args.cuda_steps, torch.device("cuda"))
         else:
             print("CUDA DenseNet121 throughput: skipped (no GPU on this machine)")
     finally:

@@ -248,3 +248,23 @@ def test_missing_unreadable_and_foreign_files(tmp_path: Path) -> None:
     torch.save({"conv1.weight": torch.randn(64, 3, 7, 7), "fc.weight": torch.randn(1000, 512)}, foreign)
     with pytest.raises(CheckpointError, match=r"expected keys such as features\.conv0\.weight.*features\.norm5"):
         load_torchvision_densenet(model, foreign)
+
+
+def test_train_starts_from_local_pretrained_weights(
+    tv121: tuple[Path, OrderedDict[str, torch.Tensor]], synthetic_csv: Path, tmp_path: Path, caplog
+) -> None:
+    from medclf import TrainConfig, load_checkpoint, train
+
+    path, source = tv121
+    config = TrainConfig(csv=str(synthetic_csv), out=str(tmp_path / "run"), pretrained=str(path), image_size=32,
+                         epochs=1, batch_size=16, lr=1e-12, device="cpu", progress=False, num_workers=0,
+                         figure_every=0, augment=False)  # fmt: skip
+    result = train(config)
+    assert "loaded 725 tensors" in caplog.text and "classifier.weight" in caplog.text
+    weights = load_checkpoint(result.last_checkpoint)["model"]
+    # with a vanishing learning rate the trained backbone is still the ImageNet one
+    assert torch.allclose(weights["features.denseblock3.denselayer5.layers.conv2.weight"],
+                          source["features.denseblock3.denselayer5.conv2.weight"], atol=1e-6)  # fmt: skip
+    assert torch.allclose(
+        weights["features.conv0.weight"], source["features.conv0.weight"].sum(1, keepdim=True), atol=1e-6
+    )
