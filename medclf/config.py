@@ -113,8 +113,6 @@ class ValidateConfig:
         for name in ("batch_size", "bootstrap", "errors_count"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if not 0.0 <= self.threshold < 1.0:
-            raise ConfigError(f"threshold must be in [0, 1), got {self.threshold}")
 
 
 @dataclass
@@ -139,8 +137,6 @@ class PredictConfig:
         _check_common(self)
         if self.split and self.split not in ("TRAIN", "VALIDATION", "TEST"):
             raise ConfigError(f"split must be TRAIN, VALIDATION or TEST; got {self.split!r}")
-        if not 0.0 <= self.threshold < 1.0:
-            raise ConfigError(f"threshold must be in [0, 1), got {self.threshold}")
 
 
 @dataclass
@@ -169,6 +165,8 @@ def _check_common(settings: Any) -> None:
             raise ConfigError(f"{f.name} must be one of {', '.join(choices)}; got {value!r}")
     if getattr(settings, "num_workers", 0) < 0:
         raise ConfigError(f"num_workers must be >= 0, got {settings.num_workers}")
+    if not 0.0 <= getattr(settings, "threshold", 0.0) < 1.0:
+        raise ConfigError(f"threshold must be in [0, 1), got {settings.threshold}")
 
 
 def _positive(settings: Any, *names: str) -> None:
