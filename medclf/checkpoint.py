@@ -60,19 +60,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             Python objects (which are refused, never executed).
     """
     path = resolve_checkpoint_path(path)
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:
-        detail = _unpickling_detail(str(e))
-        if "GLOBAL" in str(e):
-            raise CheckpointError(
-                f"refused to load {path}: it contains pickled Python objects, which could run code ({detail}). "
-                "medclf checkpoints hold only state_dicts and plain values; it was not executed."
-            ) from None
-        raise CheckpointError(f"cannot read checkpoint {path}: the file is truncated or corrupt ({detail})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
-        detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"cannot read checkpoint {path}: the file is truncated or corrupt ({detail})") from None
+    state = load_weights_only(path, map_location)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         keys = ", ".join(map(str, list(state)[:8])) if isinstance(state, dict) else type(state).__name__
         raise CheckpointError(f"{path} is not a medclf checkpoint (found: {keys})")
@@ -81,6 +69,30 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(f"checkpoint {path} lacks {', '.join(missing)}")
     state["path"] = str(path)
     return state
+
+
+def load_weights_only(path: str | Path, map_location: str | torch.device = "cpu", what: str = "checkpoint") -> Any:
+    """``torch.load(path, weights_only=True)`` with every failure turned into a CheckpointError.
+
+    A file holding pickled Python objects is refused (never executed); a truncated or foreign file is
+    reported as such. ``what`` names the file in messages ("checkpoint", "pretrained weights").
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{what} not found: {path}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        detail = _unpickling_detail(str(e))
+        if "GLOBAL" in str(e):
+            raise CheckpointError(
+                f"refused to load {what} {path}: it contains pickled Python objects, which could run code "
+                f"({detail}). Only state_dicts and plain values are accepted; the file was not executed."
+            ) from None
+        raise CheckpointError(f"cannot read {what} {path}: the file is truncated or corrupt ({detail})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+        detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"cannot read {what} {path}: the file is truncated or corrupt ({detail})") from None
 
 
 def _unpickling_detail(message: str) -> str:

@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
-import pickle
 import re
-import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from medclf.checkpoint import load_weights_only
 from medclf.errors import CheckpointError
 from medclf.models import unwrap_model
 
@@ -216,23 +215,7 @@ def _adapt_stem(tensor: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tenso
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """The file's tensors by name (``module.`` prefixes stripped); raises CheckpointError."""
-    if not path.is_file():
-        raise CheckpointError(f"pretrained weights not found: {path}")
-    try:
-        obj: Any = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        detail = _unpickler_detail(e)
-        if "Unsupported global" not in detail:
-            raise CheckpointError(
-                f"cannot read pretrained weights {path}: not a torch weights file ({detail})"
-            ) from None
-        raise CheckpointError(
-            f"refused to load pretrained weights {path}: it contains pickled Python objects, which could run "
-            f"code ({detail}). Save a plain state_dict (torch.save(model.state_dict(), path)); the file was "
-            "not executed."
-        ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
-        raise CheckpointError(f"cannot read pretrained weights {path}: truncated or not a torch file ({e})") from None
+    obj: Any = load_weights_only(path, "cpu", what="pretrained weights")
     if isinstance(obj, Mapping):
         for entry in ("state_dict", "model"):
             if isinstance(obj.get(entry), Mapping):
@@ -250,16 +233,6 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not tensors:
         raise CheckpointError(f"{path} holds no named tensors (keys: {', '.join(map(str, list(obj)[:6]))})")
     return tensors
-
-
-def _unpickler_detail(error: Exception) -> str:
-    """The informative part of torch's long ``weights_only`` error (e.g. ``Unsupported global: GLOBAL x``)."""
-    text = str(error)
-    m = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\. Please|\n\n|$)", text, flags=re.DOTALL)
-    if m:
-        return " ".join(m[1].split())
-    lines = text.strip().splitlines()
-    return lines[0] if lines else type(error).__name__
 
 
 def _monai_name(name: str) -> str:
