@@ -204,10 +204,8 @@ def infer(
             if criterion is not None:
                 loss_sum += float(criterion(out, labels)) * len(images)
                 seen += len(images)
-    n_out = getattr(model, "out_channels", None)
-    empty = torch.empty(0, n_out or 0, device=device)
     return Inference(
-        logits=torch.cat(logits) if logits else empty,
+        logits=torch.cat(logits) if logits else torch.empty(0, 0, device=device),
         targets=torch.cat(targets) if targets else None,
         paths=paths,
         rows=rows,

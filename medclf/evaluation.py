@@ -26,6 +26,7 @@ from medclf.manifest import Manifest
 from medclf.metrics import evaluation_report, most_confident_errors
 from medclf.report import (
     evaluation_table,
+    interval_text,
     metrics_table,
     write_bytes,
     write_csv,
@@ -161,7 +162,7 @@ def evaluate(config: ValidateConfig | None = None, **overrides: Any) -> Evaluati
 def _write_figures(
     out: Path,
     config: ValidateConfig,
-    summary: dict[str, Any],
+    metrics: dict[str, Any],
     result: Any,
     labels: list[str],
     thresholds: list[float],
@@ -197,7 +198,6 @@ def _write_figures(
         png = figures.figure_png(figure)  # rendered once, for the file and the page
         write_bytes(out / name, png)
         pngs.append((caption, png))
-    metrics = summary
     macro, micro = metrics["macro"], metrics["micro"]
     ci = _interval(macro["auroc_ci_low"], macro["auroc_ci_high"])
     facts = [
@@ -266,4 +266,4 @@ def _num(value: float | None) -> str:
 
 
 def _interval(low: float | None, high: float | None) -> str:
-    return "" if low is None or high is None else f"[{low:.3f}, {high:.3f}]"
+    return interval_text(low, high, digits=3)

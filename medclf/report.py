@@ -162,12 +162,12 @@ def metrics_table(metrics: Mapping[str, Any]) -> str:
         auroc = metrics["auroc"][name]
         shown = "undef" if auroc is None else f"{auroc:.4f}"
         row = rows.get(name, {})
-        ci = _ci(row.get("auroc_ci_low"), row.get("auroc_ci_high"))
+        ci = interval_text(row.get("auroc_ci_low"), row.get("auroc_ci_high"))
         lines.append(
             f"{name:<{width}}  {shown:>7}  {ci:>15}  {metrics['positives'][name]:>6}  {metrics['negatives'][name]:>6}"
         )
     macro = metrics.get("macro", {})
-    ci = _ci(macro.get("auroc_ci_low"), macro.get("auroc_ci_high"))
+    ci = interval_text(macro.get("auroc_ci_low"), macro.get("auroc_ci_high"))
     lines.append(
         f"macro AUROC {_f(metrics['macro_auroc'])}{' ' + ci if ci else ''} over {metrics['labels_averaged']}/"
         f"{metrics['n_labels']} labels (undefined: label without positives or negatives); "
@@ -176,8 +176,9 @@ def metrics_table(metrics: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _ci(low: float | None, high: float | None) -> str:
-    return "" if low is None or high is None else f"[{low:.4f}, {high:.4f}]"
+def interval_text(low: float | None, high: float | None, digits: int = 4) -> str:
+    """``[low, high]`` with ``digits`` decimals; empty when there is no interval."""
+    return "" if low is None or high is None else f"[{low:.{digits}f}, {high:.{digits}f}]"
 
 
 def evaluation_table(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -14,7 +14,6 @@ from matplotlib.figure import Figure
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
 from medclf.figures import (
-    PNG_SIGNATURE,
     calibration_figure,
     confusion_figure,
     figure_png,
@@ -22,7 +21,7 @@ from medclf.figures import (
     pr_figure,
     roc_figure,
 )
-from medclf.html_report import render_report
+from medclf.html_report import PNG_SIGNATURE, render_report
 from medclf.metrics import (
     average_precision,
     calibration_bins,
