@@ -7,49 +7,60 @@ Library use::
     result = train(TrainConfig(csv="data/dataset.csv", out="runs/exp1", epochs=10))
     report = evaluate(checkpoint=result.best_checkpoint, csv="data/dataset.csv", split="TEST")
     print(report.metrics["macro_auroc"])
+
+Names are imported on first use (PEP 562): ``import medclf`` itself loads neither torch, MONAI nor
+matplotlib, and changes nothing in the importing process.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-from medclf.checkpoint import load_checkpoint, model_from_checkpoint
-from medclf.config import ExplainConfig, PredictConfig, TrainConfig, ValidateConfig, load_settings
-from medclf.errors import CheckpointError, ConfigError, ImageError, ManifestError, MedclfError, TrainingError
-from medclf.evaluation import EvaluationResult, evaluate
-from medclf.gradcam import explain_image, gradcam_heatmap
-from medclf.manifest import NIH_LABELS, Manifest
-from medclf.metrics import classification_metrics
-from medclf.models import build_model
-from medclf.prediction import PredictionResult, predict_images
-from medclf.training import TrainResult, train
-from medclf.transforms import load_image, preprocessing
+# public name -> module that defines it
+_EXPORTS = {
+    "CheckpointError": "medclf.errors",
+    "ConfigError": "medclf.errors",
+    "EvaluationResult": "medclf.workflows.validate",
+    "ExplainConfig": "medclf.config",
+    "ImageError": "medclf.errors",
+    "Manifest": "medclf.data.manifest",
+    "ManifestError": "medclf.errors",
+    "MedclfError": "medclf.errors",
+    "NIH_LABELS": "medclf.data.manifest",
+    "PredictConfig": "medclf.config",
+    "PredictionResult": "medclf.workflows.predict",
+    "TrainConfig": "medclf.config",
+    "TrainResult": "medclf.workflows.train",
+    "TrainingError": "medclf.errors",
+    "ValidateConfig": "medclf.config",
+    "build_model": "medclf.model.networks",
+    "classification_metrics": "medclf.metrics.auroc",
+    "evaluate": "medclf.workflows.validate",
+    "explain_image": "medclf.workflows.explain",
+    "gradcam_heatmap": "medclf.model.gradcam",
+    "load_checkpoint": "medclf.model.checkpoint",
+    "load_image": "medclf.data.transforms",
+    "load_settings": "medclf.config",
+    "model_from_checkpoint": "medclf.model.checkpoint",
+    "predict_images": "medclf.workflows.predict",
+    "preprocessing": "medclf.data.transforms",
+    "train": "medclf.workflows.train",
+}
 
-__all__ = [
-    "NIH_LABELS",
-    "CheckpointError",
-    "ConfigError",
-    "EvaluationResult",
-    "ExplainConfig",
-    "ImageError",
-    "Manifest",
-    "ManifestError",
-    "MedclfError",
-    "PredictConfig",
-    "PredictionResult",
-    "TrainConfig",
-    "TrainResult",
-    "TrainingError",
-    "ValidateConfig",
-    "__version__",
-    "build_model",
-    "classification_metrics",
-    "evaluate",
-    "explain_image",
-    "gradcam_heatmap",
-    "load_checkpoint",
-    "load_image",
-    "load_settings",
-    "model_from_checkpoint",
-    "predict_images",
-    "preprocessing",
-    "train",
-]
+__all__ = ["__version__", *sorted(_EXPORTS)]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'medclf' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

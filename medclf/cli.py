@@ -7,6 +7,7 @@ import dataclasses
 import logging
 import sys
 import typing
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -104,7 +105,15 @@ class _TqdmHandler(logging.Handler):
 
 
 def setup_logging(level: int = logging.INFO) -> None:
-    """Plain messages on stdout for the ``medclf`` loggers (used by the commands only)."""
+    """Plain messages on stdout for the ``medclf`` loggers, and quieter decoders.
+
+    Called by the commands only: a library import leaves the process's logging and warnings alone.
+    """
+    # Harmless for 2-D radiographs, but printed once per image or worker; keep command output readable.
+    warnings.filterwarnings("ignore", message=".*ImageOrientationPatient.*")
+    warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+    # MONAI logs a warning each time a pydicom reader is made on a machine without the GPU codec.
+    logging.getLogger("monai.data.nvimgcodec_pydicom_plugin").setLevel(logging.ERROR)
     logger = logging.getLogger("medclf")
     for handler in list(logger.handlers):
         if isinstance(handler, _TqdmHandler):
@@ -126,3 +135,20 @@ def run_command(body: Callable[[], int]) -> int:
     except KeyboardInterrupt:
         log.error("interrupted")
         return 130
+
+
+def run_settings_command(
+    cls: type[T], argv: Sequence[str] | None, prog: str, description: str, body: Callable[[T], object]
+) -> int:
+    """A whole command: logging, flags (over ``--config``) into ``cls``, then ``body(settings)``.
+
+    Returns the exit status: 0 when ``body`` returns, 2 for bad input (see :func:`run_command`).
+    """
+    setup_logging()
+    given = parse_flags(cls, argv, prog, description)
+
+    def run() -> int:
+        body(settings_from_flags(cls, [given], prog))
+        return 0
+
+    return run_command(run)

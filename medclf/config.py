@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from medclf.data.manifest import NIH_LABELS, SPLITS
 from medclf.errors import ConfigError
-from medclf.manifest import NIH_LABELS
+from medclf.model.networks import MODEL_NAMES
 
 T = TypeVar("T")
 
-MODELS = ("densenet121", "densenet169", "densenet201", "densenet_tiny")
 DEVICES = ("auto", "cpu", "cuda")
 CACHES = ("memory", "disk", "none")
 
@@ -40,7 +40,7 @@ class TrainConfig:
     config: str = _opt("", "YAML or JSON file whose keys set defaults for these flags")
     labels: list[str] = _opt(NIH_LABELS, "label columns, in output order (space or comma separated)")
     image_size: int = _opt(224, "images are resized to this many pixels per side")
-    model: str = _opt("densenet121", "network (densenet_tiny is for smoke tests)", MODELS)
+    model: str = _opt("densenet121", "network (densenet_tiny is for smoke tests)", MODEL_NAMES)
     pretrained: str = _opt("", "local .pth of torchvision ImageNet DenseNet weights to start from")
     epochs: int = _opt(20, "maximum number of epochs")
     batch_size: int = _opt(32, "images per training and validation batch")
@@ -86,12 +86,23 @@ class TrainConfig:
 
 
 @dataclass
-class ValidateConfig:
+class _InferenceSettings:
+    """How ``validate`` and ``predict`` run the network (listed first in their ``--help``)."""
+
+    batch_size: int = _opt(0, "images per batch (0: the checkpoint's training batch size)")
+    device: str = _opt("auto", "where to run", DEVICES)
+    amp: bool = _opt(True, "automatic mixed precision (CUDA only)")
+    num_workers: int = _opt(2, "DataLoader worker processes")
+    progress: bool = _opt(True, "show progress bars")
+
+
+@dataclass
+class ValidateConfig(_InferenceSettings):
     """Settings of ``python -m medclf.validate``."""
 
     checkpoint: str = _opt("", "checkpoint file (best.pt or last.pt)", required=True)
     csv: str = _opt("", "manifest CSV with the checkpoint's label columns", required=True)
-    split: str = _opt("TEST", "split to evaluate", ("TRAIN", "VALIDATION", "TEST"))
+    split: str = _opt("TEST", "split to evaluate", SPLITS)
     out: str = _opt("", "output folder (default: next to the checkpoint, <stem>_<split>)")
     config: str = _opt("", "YAML or JSON file whose keys set defaults for these flags")
     bootstrap: int = _opt(1000, "bootstrap resamples for the 95% AUROC intervals (0: none)")
@@ -101,11 +112,6 @@ class ValidateConfig:
     errors_label: str = _opt("", "label for most_confident_errors.png (default: the one with most positives)")
     errors_count: int = _opt(16, "images in most_confident_errors.png")
     figures: bool = _opt(True, "write the plots and report.html (off: metrics and predictions only)")
-    batch_size: int = _opt(0, "images per batch (0: the checkpoint's training batch size)")
-    device: str = _opt("auto", "where to run", DEVICES)
-    amp: bool = _opt(True, "automatic mixed precision (CUDA only)")
-    num_workers: int = _opt(2, "DataLoader worker processes")
-    progress: bool = _opt(True, "show progress bars")
 
     def __post_init__(self) -> None:
         self.split = self.split.upper()
@@ -116,7 +122,7 @@ class ValidateConfig:
 
 
 @dataclass
-class PredictConfig:
+class PredictConfig(_InferenceSettings):
     """Settings of ``python -m medclf.predict``."""
 
     checkpoint: str = _opt("", "checkpoint file (best.pt or last.pt)", required=True)
@@ -126,16 +132,11 @@ class PredictConfig:
     out: str = _opt("", "output folder for predictions.csv (default: next to the checkpoint, <stem>_predict)")
     config: str = _opt("", "YAML or JSON file whose keys set defaults for these flags")
     threshold: float = _opt(0.0, "one decision threshold for all labels (0: the checkpoint's per-label ones)")
-    batch_size: int = _opt(0, "images per batch (0: the checkpoint's training batch size)")
-    device: str = _opt("auto", "where to run", DEVICES)
-    amp: bool = _opt(True, "automatic mixed precision (CUDA only)")
-    num_workers: int = _opt(2, "DataLoader worker processes")
-    progress: bool = _opt(True, "show progress bars")
 
     def __post_init__(self) -> None:
         self.split = self.split.upper()
         _check_common(self)
-        if self.split and self.split not in ("TRAIN", "VALIDATION", "TEST"):
+        if self.split and self.split not in SPLITS:
             raise ConfigError(f"split must be TRAIN, VALIDATION or TEST; got {self.split!r}")
 
 

@@ -10,26 +10,23 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from medclf.cli import parse_flags, run_command, settings_from_flags, setup_logging
+from medclf.cli import run_settings_command
 from medclf.config import ExplainConfig
-from medclf.gradcam import explain_image
+from medclf.workflows.explain import explain_image
 
 log = logging.getLogger("medclf.explain")  # not __name__: that is "__main__" under python -m
 PROG = "python -m medclf.explain"
 
 
-def _run(config: ExplainConfig) -> int:
+def _run(config: ExplainConfig) -> None:
     result = explain_image(config)
     for label, path in result["files"].items():
         log.info("%s  p=%.4f  %s", label, result["probabilities"][label], path)
-    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; returns the exit status (0 ok, 2 bad input)."""
-    setup_logging()
-    given = parse_flags(ExplainConfig, argv, PROG, __doc__.split("\n\n")[0])
-    return run_command(lambda: _run(settings_from_flags(ExplainConfig, [given], PROG)))
+    return run_settings_command(ExplainConfig, argv, PROG, __doc__.split("\n\n")[0], _run)
 
 
 if __name__ == "__main__":

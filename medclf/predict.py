@@ -10,18 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from medclf.cli import parse_flags, run_command, settings_from_flags, setup_logging
+from medclf.cli import run_settings_command
 from medclf.config import PredictConfig
-from medclf.prediction import predict_images
+from medclf.workflows.predict import predict_images
 
 PROG = "python -m medclf.predict"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; returns the exit status (0 ok, 2 bad input)."""
-    setup_logging()
-    given = parse_flags(PredictConfig, argv, PROG, __doc__.split("\n\n")[0])
-    return run_command(lambda: (predict_images(settings_from_flags(PredictConfig, [given], PROG)), 0)[1])
+    return run_settings_command(PredictConfig, argv, PROG, __doc__.split("\n\n")[0], predict_images)
 
 
 if __name__ == "__main__":

@@ -16,10 +16,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from medclf.checkpoint import load_checkpoint, resolve_checkpoint_path
 from medclf.cli import parse_flags, run_command, settings_from_flags, setup_logging
 from medclf.config import TrainConfig
-from medclf.training import train
+from medclf.model.checkpoint import load_checkpoint, resolve_checkpoint_path
+from medclf.workflows.train import train
 
 log = logging.getLogger("medclf.train")
 PROG = "python -m medclf.train"
@@ -52,8 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 class _CallableModule(types.ModuleType):
-    """Importing ``medclf.train`` rebinds the attribute ``medclf.train`` (the library function
-    ``from medclf import train``) to this module; making the module callable keeps ``medclf.train(...)``
+    """Importing this module rebinds the attribute ``medclf.train`` (the library function
+    ``from medclf import train``) to the module; making the module callable keeps ``medclf.train(...)``
     working either way."""
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:

@@ -9,18 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from medclf.cli import parse_flags, run_command, settings_from_flags, setup_logging
+from medclf.cli import run_settings_command
 from medclf.config import ValidateConfig
-from medclf.evaluation import evaluate
+from medclf.workflows.validate import evaluate
 
 PROG = "python -m medclf.validate"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; returns the exit status (0 ok, 2 bad input)."""
-    setup_logging()
-    given = parse_flags(ValidateConfig, argv, PROG, __doc__.split("\n\n")[0])
-    return run_command(lambda: (evaluate(settings_from_flags(ValidateConfig, [given], PROG)), 0)[1])
+    return run_settings_command(ValidateConfig, argv, PROG, __doc__.split("\n\n")[0], evaluate)
 
 
 if __name__ == "__main__":

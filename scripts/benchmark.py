@@ -33,13 +33,14 @@ from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged, Resized, 
 from PIL import Image
 from torch import nn
 
-from medclf.augment import AffineFlip
-from medclf.data import EpochBatchSampler, build_dataset, collate_samples, make_loader
-from medclf.engine import amp_settings, autocast, prepare_batch, train_one_epoch
-from medclf.metrics import bootstrap_auroc, rank_auroc
-from medclf.models import build_model
-from medclf.seeding import generator
-from medclf.transforms import ToGrayscaled, preprocessing
+from medclf.data.augment import AffineFlip
+from medclf.data.loaders import EpochBatchSampler, build_dataset, collate_samples, make_loader
+from medclf.data.transforms import ToGrayscaled, preprocessing
+from medclf.engine.device import amp_settings, autocast, prepare_batch
+from medclf.engine.loops import train_one_epoch
+from medclf.engine.seeding import generator
+from medclf.metrics.bootstrap import bootstrap_auroc, rank_auroc
+from medclf.model.networks import build_model
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_1024 = ROOT.parent / "shared" / "data" / "nih" / "full1024"

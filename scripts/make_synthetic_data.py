@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from medclf.synthetic import make_synthetic_dataset
+from medclf.data.synthetic import make_synthetic_dataset
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,8 +14,8 @@ import argparse
 import sys
 import time
 
+from medclf.data.nih import positives_table, prepare_nih_manifest, write_nih_manifest
 from medclf.errors import ConfigError, ManifestError, MedclfError
-from medclf.nih import positives_table, prepare_nih_manifest, write_nih_manifest
 
 PROG = "prepare_nih.py"
 

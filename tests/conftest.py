@@ -34,6 +34,6 @@ def _medclf_logs_reach_caplog(caplog: pytest.LogCaptureFixture):
 @pytest.fixture(scope="session")
 def synthetic_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """120 synthetic 48-px images with the 14 NIH labels (shared, read-only for tests)."""
-    from medclf.synthetic import make_synthetic_dataset
+    from medclf.data.synthetic import make_synthetic_dataset
 
     return make_synthetic_dataset(tmp_path_factory.mktemp("synthetic"), n_images=120, image_size=48, seed=1)

@@ -9,9 +9,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-import medclf.transforms
-from medclf.data import EpochBatchSampler, build_dataset, cached_errors
-from medclf.transforms import preprocessing
+import medclf.data.transforms
+from medclf.data.loaders import EpochBatchSampler, build_dataset, cached_errors
+from medclf.data.transforms import preprocessing
 
 
 def records(folder: Path, n: int = 6) -> list[dict]:
@@ -33,13 +33,13 @@ def test_memory_cache_holds_one_byte_per_pixel(tmp_path: Path) -> None:
 
 def test_disk_cache_is_reused_and_refreshed_when_a_file_changes(tmp_path: Path, monkeypatch) -> None:
     calls: list[str] = []
-    real = medclf.transforms.ReadImaged.__call__
+    real = medclf.data.transforms.ReadImaged.__call__
 
     def counting(self, data):
         calls.append(data["image"])
         return real(self, data)
 
-    monkeypatch.setattr(medclf.transforms.ReadImaged, "__call__", counting)
+    monkeypatch.setattr(medclf.data.transforms.ReadImaged, "__call__", counting)
     data = records(tmp_path / "img")
     chain = preprocessing(32, ["a"])
     first = build_dataset(data, chain, cache="disk", cache_dir=tmp_path / "cache", cache_key="32")

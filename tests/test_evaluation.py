@@ -15,8 +15,8 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from medclf import TrainConfig, ValidateConfig, evaluate, train
 from medclf.config import PredictConfig
-from medclf.metrics import bootstrap_auroc, rank_auroc
-from medclf.prediction import predict_images
+from medclf.metrics.bootstrap import bootstrap_auroc, rank_auroc
+from medclf.workflows.predict import predict_images
 
 from .conftest import shared_path
 

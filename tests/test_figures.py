@@ -13,16 +13,7 @@ import pytest
 from matplotlib.figure import Figure
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
-from medclf.figures import (
-    calibration_figure,
-    confusion_figure,
-    figure_png,
-    image_grid_figure,
-    pr_figure,
-    roc_figure,
-)
-from medclf.html_report import PNG_SIGNATURE, render_report
-from medclf.metrics import (
+from medclf.metrics.curves import (
     average_precision,
     calibration_bins,
     confusion_counts,
@@ -30,7 +21,16 @@ from medclf.metrics import (
     pr_curve_points,
     roc_curve_points,
 )
-from medclf.metrics import curve_auroc as auroc
+from medclf.metrics.curves import curve_auroc as auroc
+from medclf.reporting.figures import (
+    calibration_figure,
+    confusion_figure,
+    figure_png,
+    image_grid_figure,
+    pr_figure,
+    roc_figure,
+)
+from medclf.reporting.html import PNG_SIGNATURE, render_report
 
 NIH_LABELS = [
     "Atelectasis",

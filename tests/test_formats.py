@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from medclf import TrainConfig, train
-from medclf.transforms import load_image, preprocessing
+from medclf.data.transforms import load_image, preprocessing
 
 from .conftest import shared_path
 

@@ -17,9 +17,9 @@ from monai.networks.nets import DenseNet
 from PIL import Image
 
 from medclf import TrainConfig, load_checkpoint, load_image, model_from_checkpoint, train
+from medclf.data.synthetic import make_synthetic_dataset, synthetic_image
 from medclf.explain import main
-from medclf.gradcam import explain_image, gradcam_heatmap, overlay_figure
-from medclf.synthetic import make_synthetic_dataset, synthetic_image
+from medclf.workflows.explain import explain_image, gradcam_heatmap, overlay_figure
 
 SIZE = 48
 LABELS = ["a", "b"]  # blobs in grid cells 0 (top-left) and 1 (next to the right)

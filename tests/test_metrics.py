@@ -9,7 +9,7 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from medclf.metrics import accuracy, classification_metrics, roc_auc, youden_thresholds
+from medclf.metrics.auroc import accuracy, classification_metrics, roc_auc, youden_thresholds
 
 
 def random_predictions(n: int = 300, n_labels: int = 5, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

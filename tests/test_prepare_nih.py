@@ -1,4 +1,4 @@
-"""NIH ChestX-ray14 manifest preparation (medclf.nih and scripts/prepare_nih.py), on the real label file."""
+"""NIH ChestX-ray14 manifest preparation (medclf.data.nih and scripts/prepare_nih.py), on the real label file."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from medclf.data.manifest import NIH_LABELS, Manifest
+from medclf.data.nih import MANIFEST_COLUMNS, NIH_FINDINGS, prepare_nih_manifest, write_nih_manifest
 from medclf.errors import ConfigError, ManifestError
-from medclf.manifest import NIH_LABELS, Manifest
-from medclf.nih import MANIFEST_COLUMNS, NIH_FINDINGS, prepare_nih_manifest, write_nih_manifest
 
 from .conftest import ROOT, shared_path
 
@@ -36,7 +36,7 @@ def data_entry() -> Path:
 
 @pytest.fixture(scope="module")
 def raw(data_entry: Path) -> pd.DataFrame:
-    """The label file read directly, independently of medclf.nih."""
+    """The label file read directly, independently of medclf.data.nih."""
     return pd.read_csv(data_entry, dtype=str, keep_default_na=False)
 
 

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from medclf.errors import CheckpointError
-from medclf.models import build_model
-from medclf.pretrained import load_torchvision_densenet
+from medclf.model.networks import build_model
+from medclf.model.pretrained import load_torchvision_densenet
 
 BLOCKS = {"densenet121": (6, 12, 24, 16), "densenet169": (6, 12, 32, 32), "densenet201": (6, 12, 48, 32)}
 # torchvision's own DenseNet(...).state_dict() sizes (checked against torchvision 0.29.1's densenet.py):

@@ -15,11 +15,11 @@ import pytest
 import torch
 from PIL import Image
 
-import medclf.training
+import medclf.workflows.run_state
 from medclf import TrainConfig, ValidateConfig, evaluate, load_checkpoint, train
-from medclf.checkpoint import save_checkpoint
 from medclf.errors import CheckpointError, ImageError, TrainingError
-from medclf.files import atomic_write
+from medclf.model.checkpoint import save_checkpoint
+from medclf.reporting.files import atomic_write
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -207,7 +207,7 @@ def test_check_images_stops_before_training(csv_with_a_corrupt_image, tmp_path: 
 
 
 def test_non_finite_loss_names_the_batch(synthetic_csv: Path, tmp_path: Path, monkeypatch) -> None:
-    real_build = medclf.training.build_model
+    real_build = medclf.workflows.run_state.build_model
 
     def poisoned(name: str, n_labels: int, in_channels: int = 1) -> torch.nn.Module:
         model = real_build(name, n_labels, in_channels)
@@ -220,7 +220,7 @@ def test_non_finite_loss_names_the_batch(synthetic_csv: Path, tmp_path: Path, mo
         model.register_forward_hook(hook)
         return model
 
-    monkeypatch.setattr(medclf.training, "build_model", poisoned)
+    monkeypatch.setattr(medclf.workflows.run_state, "build_model", poisoned)
     with pytest.raises(
         TrainingError, match=r"loss became nan at epoch 1/2 train, step 2; the batch held .*img_\d+\.png"
     ):
@@ -228,7 +228,7 @@ def test_non_finite_loss_names_the_batch(synthetic_csv: Path, tmp_path: Path, mo
 
 
 def test_cuda_out_of_memory_suggests_a_batch_size(synthetic_csv: Path, tmp_path: Path, monkeypatch) -> None:
-    real_build = medclf.training.build_model
+    real_build = medclf.workflows.run_state.build_model
 
     def hungry(name: str, n_labels: int, in_channels: int = 1) -> torch.nn.Module:
         model = real_build(name, n_labels, in_channels)
@@ -239,7 +239,7 @@ def test_cuda_out_of_memory_suggests_a_batch_size(synthetic_csv: Path, tmp_path:
         model.register_forward_hook(hook)
         return model
 
-    monkeypatch.setattr(medclf.training, "build_model", hungry)
+    monkeypatch.setattr(medclf.workflows.run_state, "build_model", hungry)
     with pytest.raises(TrainingError, match=r"ran out of memory with a batch of 16 .* try --batch-size 8"):
         train(tiny(synthetic_csv, tmp_path / "oom"))
 

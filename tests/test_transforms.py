@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from medclf.data import collate_samples
-from medclf.transforms import SkipUnreadable, load_image, preprocessing, to_unit_range
+from medclf.data.loaders import collate_samples
+from medclf.data.transforms import SkipUnreadable, load_image, preprocessing, to_unit_range
 
 from .conftest import shared_path
 

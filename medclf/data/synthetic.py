@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from medclf.manifest import NIH_LABELS
+from medclf.data.manifest import NIH_LABELS
 
 GRID = 4
 

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from medclf.metrics import (
+from medclf.metrics.curves import (
     average_precision,
     calibration_bins,
     check_probs_targets,
@@ -51,43 +51,61 @@ def figure_png(fig: Figure, dpi: int = 110) -> bytes:
 
 def roc_figure(probs: np.ndarray, targets: np.ndarray, labels: Sequence[str]) -> Figure:
     """Per-label ROC curves with AUROC in the legend and the chance diagonal."""
-    probs, targets = check_probs_targets(probs, targets, labels)
-    fig, axes = _panel_grid(len(labels), "ROC curves")
-    for j, (ax, name) in enumerate(zip(axes, labels, strict=True)):
-        positives, negatives = class_counts(targets[:, j])
+
+    def draw(ax: Axes, p: np.ndarray, t: np.ndarray, positives: int, negatives: int) -> bool:
         ax.plot([0, 1], [0, 1], linestyle="--", color="0.6", linewidth=1, label="chance")
-        points = roc_curve_points(probs[:, j], targets[:, j])
-        if points is None:
-            _note(ax, _undefined(positives, negatives))
-        else:
+        points = roc_curve_points(p, t)
+        if points is not None:
             fpr, tpr, _ = points
-            area = curve_auroc(probs[:, j], targets[:, j])
-            ax.plot(fpr, tpr, color="C0", linewidth=1.8, label=f"AUROC {area:.3f}")
-        _style_unit_axes(ax, _panel_title(name, positives, negatives), "false positive rate", "true positive rate")
-        ax.legend(loc="lower right", fontsize=FONT, frameon=True)
-    return fig
+            ax.plot(fpr, tpr, color="C0", linewidth=1.8, label=f"AUROC {curve_auroc(p, t):.3f}")
+        return points is not None
+
+    axis_names = ("false positive rate", "true positive rate")
+    return _curve_panels(probs, targets, labels, "ROC curves", axis_names, draw, legend=("lower right", True))
 
 
 def pr_figure(probs: np.ndarray, targets: np.ndarray, labels: Sequence[str]) -> Figure:
     """Per-label precision-recall curves with average precision in the legend and a prevalence line."""
-    probs, targets = check_probs_targets(probs, targets, labels)
-    fig, axes = _panel_grid(len(labels), "Precision-recall curves")
-    for j, (ax, name) in enumerate(zip(axes, labels, strict=True)):
-        positives, negatives = class_counts(targets[:, j])
-        points = pr_curve_points(probs[:, j], targets[:, j])
-        if points is None:
-            _note(ax, _undefined(positives, negatives))
-        else:
+
+    def draw(ax: Axes, p: np.ndarray, t: np.ndarray, positives: int, negatives: int) -> bool:
+        points = pr_curve_points(p, t)
+        if points is not None:
             recall, precision, _ = points
-            ap = average_precision(probs[:, j], targets[:, j])
+            ap = average_precision(p, t)
             ax.plot(recall, precision, color="C1", linewidth=1.8, drawstyle="steps-pre", label=f"AP {ap:.3f}")
             prevalence = positives / (positives + negatives)
             ax.axhline(prevalence, linestyle="--", color="0.6", linewidth=1, label=f"prevalence {prevalence:.3f}")
             if negatives == 0:
                 _note(ax, "no negatives:\nprecision is always 1")
-        _style_unit_axes(ax, _panel_title(name, positives, negatives), "recall", "precision")
-        if points is not None:
-            ax.legend(loc="best", fontsize=FONT, frameon=True)
+        return points is not None
+
+    axis_names = ("recall", "precision")
+    return _curve_panels(probs, targets, labels, "Precision-recall curves", axis_names, draw, legend=("best", False))
+
+
+def _curve_panels(
+    probs: np.ndarray,
+    targets: np.ndarray,
+    labels: Sequence[str],
+    title: str,
+    axis_names: tuple[str, str],
+    draw: Callable[[Axes, np.ndarray, np.ndarray, int, int], bool],
+    legend: tuple[str, bool],
+) -> Figure:
+    """One panel per label; ``draw`` plots a label's curve and says whether it is defined.
+
+    ``legend`` is (location, whether to show it on panels whose curve is undefined).
+    """
+    probs, targets = check_probs_targets(probs, targets, labels)
+    fig, axes = _panel_grid(len(labels), title)
+    for j, (ax, name) in enumerate(zip(axes, labels, strict=True)):
+        positives, negatives = class_counts(targets[:, j])
+        defined = draw(ax, probs[:, j], targets[:, j], positives, negatives)
+        if not defined:
+            _note(ax, _undefined(positives, negatives))
+        _style_unit_axes(ax, _panel_title(name, positives, negatives), *axis_names)
+        if defined or legend[1]:
+            ax.legend(loc=legend[0], fontsize=FONT, frameon=True)
     return fig
 
 
@@ -270,3 +288,15 @@ def _label_colours(n: int) -> list[tuple[float, float, float, float]]:
 
     cmap = colormaps["tab20"]
     return [cmap(i % cmap.N) for i in range(n)]
+
+
+def overlay_figure(image: np.ndarray, heatmap: np.ndarray, title: str, alpha: float = 0.45) -> Figure:
+    """The image in gray with the heatmap over it (``jet``, semi-transparent) and a colorbar."""
+    fig = _new_figure((5.0, 4.3))
+    ax = fig.add_subplot()
+    ax.imshow(np.asarray(image, dtype=np.float32), cmap="gray", vmin=0.0, vmax=1.0)
+    shown = ax.imshow(np.asarray(heatmap, dtype=np.float32), cmap="jet", alpha=alpha, vmin=0.0, vmax=1.0)
+    fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04, label="Grad-CAM (relative)")
+    ax.set_title(title)
+    ax.set_axis_off()
+    return fig

@@ -20,8 +20,8 @@ import torch
 import torch.distributed as dist
 from monai.data import partition_dataset
 
-from medclf.data import FixedBatches
-from medclf.engine import Inference
+from medclf.data.loaders import FixedBatches
+from medclf.engine.loops import Inference
 
 
 @dataclass(frozen=True)

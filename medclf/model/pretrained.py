@@ -26,9 +26,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from medclf.checkpoint import load_weights_only
 from medclf.errors import CheckpointError
-from medclf.models import unwrap_model
+from medclf.model.checkpoint import load_weights_only
+from medclf.model.networks import unwrap_model
 
 log = logging.getLogger(__name__)
 
@@ -136,28 +136,7 @@ def load_torchvision_densenet(model: nn.Module, path: str | Path, *, allow_parti
             f"tensors: {found})"
         )
 
-    weights: dict[str, torch.Tensor] = {}
-    for new, name in mapped.items():
-        tensor = source[name]
-        if not new.startswith("features."):
-            report.skipped.append(name)
-            report.reasons[name] = "not part of the backbone"
-        elif new not in target:
-            report.skipped.append(name)
-            report.reasons[name] = "no such tensor in the model"
-        elif new == STEM and tensor.shape != target[new].shape:
-            adapted = _adapt_stem(tensor, target[new])
-            if adapted is None:
-                report.skipped.append(name)
-                report.reasons[name] = f"shape {_shape(tensor)}, model {_shape(target[new])}"
-            else:
-                weights[new], report.reasons[new] = adapted
-                report.adapted.append(new)
-        elif tensor.shape != target[new].shape:
-            report.skipped.append(name)
-            report.reasons[name] = f"shape {_shape(tensor)}, model {_shape(target[new])}"
-        else:
-            weights[new] = tensor
+    weights = _matching_tensors(source, mapped, target, report)
     report.missing = [k for k in target if k not in weights]
 
     random_backbone = [k for k in report.missing if k.startswith("features.") and "num_batches_tracked" not in k]
@@ -180,6 +159,36 @@ def load_torchvision_densenet(model: nn.Module, path: str | Path, *, allow_parti
             log.warning("pretrained tensor %s not loaded: %s", name, report.reasons[name])
     log.info("%s", report.summary())
     return report
+
+
+def _matching_tensors(
+    source: dict[str, torch.Tensor], mapped: dict[str, str], target: dict[str, torch.Tensor], report: PretrainedReport
+) -> dict[str, torch.Tensor]:
+    """The file's backbone tensors that fit the model (the stem adapted), by MONAI name; the rest are
+    recorded in ``report`` with the reason."""
+    weights: dict[str, torch.Tensor] = {}
+    for new, name in mapped.items():
+        tensor = source[name]
+        if not new.startswith("features."):
+            report.skipped.append(name)
+            report.reasons[name] = "not part of the backbone"
+        elif new not in target:
+            report.skipped.append(name)
+            report.reasons[name] = "no such tensor in the model"
+        elif new == STEM and tensor.shape != target[new].shape:
+            adapted = _adapt_stem(tensor, target[new])
+            if adapted is None:
+                report.skipped.append(name)
+                report.reasons[name] = f"shape {_shape(tensor)}, model {_shape(target[new])}"
+            else:
+                weights[new], report.reasons[new] = adapted
+                report.adapted.append(new)
+        elif tensor.shape != target[new].shape:
+            report.skipped.append(name)
+            report.reasons[name] = f"shape {_shape(tensor)}, model {_shape(target[new])}"
+        else:
+            weights[new] = tensor
+    return weights
 
 
 def adapt_input_conv(weight: torch.Tensor, in_channels: int) -> torch.Tensor:

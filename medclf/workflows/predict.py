@@ -8,15 +8,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medclf.checkpoint import load_checkpoint, model_from_checkpoint
 from medclf.config import PredictConfig
-from medclf.data import build_dataset, make_loader
-from medclf.engine import amp_settings, infer, resolve_device
+from medclf.data.manifest import Manifest
+from medclf.data.transforms import is_image_file
 from medclf.errors import ConfigError, ManifestError
-from medclf.evaluation import resolve_thresholds
-from medclf.manifest import Manifest
-from medclf.report import write_predictions
-from medclf.transforms import is_image_file, preprocessing
+from medclf.model.checkpoint import load_checkpoint
+from medclf.reporting.tables import write_predictions
+from medclf.workflows.inference import output_dir, resolve_thresholds, run_inference
 
 log = logging.getLogger(__name__)
 
@@ -52,29 +50,20 @@ def predict_images(config: PredictConfig | None = None, **overrides: Any) -> Pre
     config = dataclasses.replace(config, **overrides) if config else PredictConfig(**overrides)
     if bool(config.csv) == bool(config.images):
         raise ConfigError("give exactly one of --csv (a list of images) or --images (a folder)")
-    device = resolve_device(config.device)
     checkpoint = load_checkpoint(config.checkpoint, map_location="cpu")
-    labels, image_size = list(checkpoint["labels"]), int(checkpoint["image_size"])
+    labels = list(checkpoint.labels)
     thresholds, source = resolve_thresholds(config, checkpoint)
-    records = _records(config)
-    dataset = build_dataset(records, preprocessing(image_size), cache="none")
-    batch_size = config.batch_size or int(checkpoint.get("config", {}).get("batch_size", 32))
-    loader = make_loader(dataset, batch_size=batch_size, cache="none", num_workers=config.num_workers, device=device)
-    model = model_from_checkpoint(checkpoint, device)
-    amp_dtype, _ = amp_settings(device, config.amp)
-    result = infer(model, loader, device, amp_dtype=amp_dtype, desc="predict", show_progress=config.progress)
-
-    default_out = Path(checkpoint["path"]).parent / f"{Path(checkpoint['path']).stem}_predict"
-    out = Path(config.out) if config.out else default_out
-    path = out / "predictions.csv"
+    result, _ = run_inference(
+        checkpoint, _records(config), with_labels=False, device=config.device, amp=config.amp,
+        batch_size=config.batch_size, num_workers=config.num_workers, progress=config.progress, desc="predict",
+    )  # fmt: skip
+    path = output_dir(config.out, checkpoint, f"{Path(checkpoint.path).stem}_predict") / "predictions.csv"
     write_predictions(
         path, result.paths, result.rows, labels, result.probs, thresholds=thresholds, skipped=result.skipped
     )
     if result.skipped:
         log.warning("%d unreadable image(s) listed with their error in %s", len(result.skipped), path)
-    log.info(
-        "predicted %d images with %s (thresholds: %s); wrote %s", len(result.paths), checkpoint["path"], source, path
-    )
+    log.info("predicted %d images with %s (thresholds: %s); wrote %s", len(result.paths), checkpoint.path, source, path)
     return PredictionResult(str(path), len(result.paths), thresholds, result.skipped)
 
 

@@ -19,8 +19,8 @@ from monai.data import CacheDataset, Dataset, PersistentDataset, ThreadDataLoade
 from monai.transforms import Compose
 from torch.utils.data import DataLoader, Sampler
 
-from medclf.seeding import generator
-from medclf.transforms import SkipUnreadable, as_uint16
+from medclf.data.transforms import SkipUnreadable, as_uint16
+from medclf.engine.seeding import generator
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +42,8 @@ def build_dataset(
     """Wrap records and the deterministic preprocessing in the chosen MONAI dataset.
 
     Args:
-        records: Samples from :meth:`medclf.manifest.Manifest.records`.
-        preprocessing: Chain from :func:`medclf.transforms.preprocessing`.
+        records: Samples from :meth:`medclf.data.manifest.Manifest.records`.
+        preprocessing: Chain from :func:`medclf.data.transforms.preprocessing`.
         cache: ``memory``, ``disk`` or ``none``.
         cache_rate: Fraction of samples kept in the memory cache.
         cache_dir: Folder of the disk cache.

@@ -8,6 +8,8 @@ from torch import nn
 from medclf.errors import ConfigError
 
 _DENSENETS = {"densenet121": DenseNet121, "densenet169": DenseNet169, "densenet201": DenseNet201}
+#: Names accepted by :func:`build_model` (and ``--model``).
+MODEL_NAMES: tuple[str, ...] = (*_DENSENETS, "densenet_tiny")
 
 
 def build_model(name: str, n_labels: int, in_channels: int = 1) -> nn.Module:
@@ -30,7 +32,7 @@ def build_model(name: str, n_labels: int, in_channels: int = 1) -> nn.Module:
             growth_rate=8,
             block_config=(2, 2, 2, 2),
         )
-    raise ConfigError(f"unknown model {name!r}; choose one of {', '.join([*_DENSENETS, 'densenet_tiny'])}")
+    raise ConfigError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
 
 
 def set_backbone_trainable(model: nn.Module, trainable: bool) -> None:

@@ -1,14 +1,13 @@
 """Evaluate a checkpoint on one split: metrics with confidence intervals, plots, an HTML report.
 
 ``evaluate`` runs the model once over the split, then hands probabilities and targets to pure functions
-(:func:`medclf.metrics.evaluation_report`, :mod:`medclf.figures`) and their results to the writers in
-:mod:`medclf.report`.
+(:func:`medclf.metrics.summary.evaluation_report`, :mod:`medclf.reporting.figures`) and their results to the writers in
+:mod:`medclf.reporting`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -17,24 +16,20 @@ from typing import Any
 
 import numpy as np
 
-from medclf.checkpoint import load_checkpoint, model_from_checkpoint
 from medclf.config import ValidateConfig, settings_dict
-from medclf.data import build_dataset, make_loader
-from medclf.engine import amp_settings, infer, resolve_device
+from medclf.data.manifest import Manifest
+from medclf.data.transforms import load_image
 from medclf.errors import ConfigError, ImageError
-from medclf.manifest import Manifest
-from medclf.metrics import evaluation_report, most_confident_errors
-from medclf.report import (
+from medclf.metrics.summary import evaluation_report, most_confident_errors
+from medclf.model.checkpoint import load_checkpoint
+from medclf.reporting.files import write_bytes, write_csv, write_json, write_text
+from medclf.reporting.tables import (
     evaluation_table,
     interval_text,
     metrics_table,
-    write_bytes,
-    write_csv,
-    write_json,
     write_predictions,
-    write_text,
 )
-from medclf.transforms import load_image, preprocessing
+from medclf.workflows.inference import output_dir, resolve_thresholds, run_inference
 
 log = logging.getLogger(__name__)
 
@@ -49,36 +44,6 @@ class EvaluationResult:
     predictions_csv: str
     files: list[str] = field(default_factory=list)
     skipped: list[dict] = field(default_factory=list)
-
-
-def default_output_dir(checkpoint: str | Path, split: str) -> Path:
-    """``<checkpoint folder>/<checkpoint stem>_<split>``, e.g. ``runs/exp1/best_test``."""
-    checkpoint = Path(checkpoint)
-    return checkpoint.parent / f"{checkpoint.stem}_{split.lower()}"
-
-
-def resolve_thresholds(config: Any, checkpoint: dict[str, Any]) -> tuple[list[float], str]:
-    """Per-label decision thresholds and where they came from.
-
-    Order of precedence: ``--thresholds file.json``, ``--threshold t``, the checkpoint's thresholds
-    (Youden's J on VALIDATION at the best epoch), 0.5.
-    """
-    labels = list(checkpoint["labels"])
-    stored = checkpoint.get("thresholds") or [0.5] * len(labels)
-    if getattr(config, "thresholds", ""):
-        path = Path(config.thresholds)
-        try:
-            given = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as e:
-            raise ConfigError(f"cannot read thresholds file {path}: {e}") from None
-        unknown = sorted(set(given) - set(labels)) if isinstance(given, dict) else ["(not a JSON object)"]
-        if unknown:
-            raise ConfigError(f"thresholds file {path}: unknown label(s) {', '.join(unknown)}")
-        return [float(given.get(name, t)) for name, t in zip(labels, stored, strict=True)], str(path)
-    if config.threshold:
-        return [float(config.threshold)] * len(labels), f"fixed {config.threshold}"
-    source = "checkpoint (Youden's J on VALIDATION)" if checkpoint.get("thresholds") else "default 0.5"
-    return [float(t) for t in stored], source
 
 
 def evaluate(config: ValidateConfig | None = None, **overrides: Any) -> EvaluationResult:
@@ -102,20 +67,16 @@ def evaluate(config: ValidateConfig | None = None, **overrides: Any) -> Evaluati
     config = dataclasses.replace(config, **overrides) if config else ValidateConfig(**overrides)
     if not config.checkpoint or not config.csv:
         raise ConfigError("evaluate needs a checkpoint and a csv")
-    device = resolve_device(config.device)
     checkpoint = load_checkpoint(config.checkpoint, map_location="cpu")
-    labels, image_size = list(checkpoint["labels"]), int(checkpoint["image_size"])
+    labels, image_size = list(checkpoint.labels), int(checkpoint.image_size)
     manifest = Manifest.from_csv(config.csv, labels, required_splits=(config.split,))
     thresholds, threshold_source = resolve_thresholds(config, checkpoint)
-    batch_size = config.batch_size or int(checkpoint.get("config", {}).get("batch_size", 32))
-
-    dataset = build_dataset(manifest.records(config.split), preprocessing(image_size, labels), cache="none")
-    loader = make_loader(dataset, batch_size=batch_size, cache="none", num_workers=config.num_workers, device=device)
-    model = model_from_checkpoint(checkpoint, device)
-    amp_dtype, _ = amp_settings(device, config.amp)
-    result = infer(model, loader, device, amp_dtype=amp_dtype, desc=config.split, show_progress=config.progress)
+    result, n_records = run_inference(
+        checkpoint, manifest.records(config.split), with_labels=True, device=config.device, amp=config.amp,
+        batch_size=config.batch_size, num_workers=config.num_workers, progress=config.progress, desc=config.split,
+    )  # fmt: skip
     if result.targets is None or len(result.paths) == 0:
-        raise ImageError(f"none of the {len(dataset)} {config.split} images in {config.csv} could be read")
+        raise ImageError(f"none of the {n_records} {config.split} images in {config.csv} could be read")
     if result.skipped:
         first = result.skipped[0]
         log.warning("skipped %d unreadable image(s), e.g. %s: %s", len(result.skipped), first["path"], first["error"])
@@ -127,11 +88,11 @@ def evaluate(config: ValidateConfig | None = None, **overrides: Any) -> Evaluati
     metrics["bootstrap"]["seconds"] = round(time.perf_counter() - started, 3)
     metrics["thresholds_from"] = threshold_source
 
-    out = Path(config.out) if config.out else default_output_dir(checkpoint["path"], config.split)
+    out = output_dir(config.out, checkpoint, f"{Path(checkpoint.path).stem}_{config.split.lower()}")
     out.mkdir(parents=True, exist_ok=True)
     summary = {
-        "checkpoint": checkpoint["path"],
-        "checkpoint_epoch": checkpoint.get("epoch"),
+        "checkpoint": checkpoint.path,
+        "checkpoint_epoch": checkpoint.epoch,
         "csv": str(config.csv),
         "split": config.split,
         **metrics,
@@ -147,7 +108,7 @@ def evaluate(config: ValidateConfig | None = None, **overrides: Any) -> Evaluati
     files = [out / "metrics.json", out / "metrics.csv", out / "predictions.csv"]
     if config.figures:
         files += _write_figures(out, config, summary, result, labels, thresholds, image_size)
-    log.info("%s on %s (%s):\n%s", Path(checkpoint["path"]).name, config.split, config.csv, metrics_table(metrics))
+    log.info("%s on %s (%s):\n%s", Path(checkpoint.path).name, config.split, config.csv, metrics_table(metrics))
     log.info("wrote %s", ", ".join(str(f) for f in files))
     return EvaluationResult(
         out_dir=str(out),
@@ -169,8 +130,8 @@ def _write_figures(
     image_size: int,
 ) -> list[Path]:
     """The plots, the most-confident-errors grid and report.html."""
-    from medclf import figures
-    from medclf.html_report import render_report
+    from medclf.reporting import figures
+    from medclf.reporting.html import render_report
 
     probs = result.probs.double().cpu().numpy()
     targets = result.targets.cpu().numpy()
@@ -228,7 +189,7 @@ def _errors_figure(
     image_size: int,
     count: int,
 ) -> Any:
-    from medclf.figures import image_grid_figure
+    from medclf.reporting.figures import image_grid_figure
 
     picked = most_confident_errors(probs[:, j], targets[:, j], thresholds[j], count)
     images, captions = [], []

@@ -14,7 +14,7 @@ cache::
     EnsureTyped           ``labels`` as a float32 tensor
 
 Conversion to float in [0, 1] and random augmentation happen after the cache, on the training device
-(:func:`medclf.engine.prepare_batch`, :mod:`medclf.augment`). :class:`SkipUnreadable` wraps the chain
+(:func:`medclf.engine.device.prepare_batch`, :mod:`medclf.data.augment`). :class:`SkipUnreadable` wraps the chain
 so that an unreadable image becomes an error marker instead of an exception in the middle of an epoch.
 """
 
@@ -43,11 +43,6 @@ from monai.transforms import (
 
 log = logging.getLogger(__name__)
 
-# Harmless for 2-D radiographs, but printed once per worker; keep logs readable.
-warnings.filterwarnings("ignore", message=".*ImageOrientationPatient.*")
-warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-# MONAI logs a warning each time a pydicom reader is made on a machine without the GPU codec.
-logging.getLogger("monai.data.nvimgcodec_pydicom_plugin").setLevel(logging.ERROR)
 
 PIL_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -192,7 +187,7 @@ class SkipUnreadable(Transform):
     """Run a transform; if it fails, return an error marker naming the image instead of raising.
 
     The marker (``{"error", "path", "row", "index"}``) is cached like a sample, counted and reported by
-    the data module, and dropped by :func:`medclf.data.collate_samples`. A long run is never killed in
+    the data module, and dropped by :func:`medclf.data.loaders.collate_samples`. A long run is never killed in
     its tenth hour by one corrupt file.
     """
 

@@ -1,0 +1,1 @@
+"""Data: the CSV manifest, dataset preparation (NIH), MONAI preprocessing, augmentation and loaders."""

@@ -1,0 +1,1 @@
+"""Engine: the epoch and inference loops, device and mixed precision, seeding, distributed training."""

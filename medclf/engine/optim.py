@@ -1,0 +1,54 @@
+"""Optimisers, learning-rate schedules, positive-class weights and model wrappers for training."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from medclf.config import TrainConfig
+from medclf.engine.distributed import World
+
+
+def wrap_model(net: nn.Module, world: World, device: torch.device, compile_model: bool) -> nn.Module:
+    """DistributedDataParallel under torchrun, then ``torch.compile`` if asked."""
+    model = net
+    if world.distributed:
+        ids = [device.index] if device.type == "cuda" else None
+        model = nn.parallel.DistributedDataParallel(net, device_ids=ids)
+    if compile_model:
+        model = torch.compile(model)
+    return model
+
+
+def build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """Adam (default), AdamW or SGD with Nesterov momentum over all parameters."""
+    params = model.parameters()
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.SGD(
+        params, lr=config.lr, momentum=config.momentum, nesterov=True, weight_decay=config.weight_decay
+    )
+
+
+def build_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer) -> Any:
+    """ReduceLROnPlateau on val AUROC (default), cosine annealing over the epochs, or None."""
+    if config.scheduler == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="max", factor=config.plateau_factor, patience=config.plateau_patience
+        )
+    if config.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+    return None
+
+
+def pos_weight(label_matrix: np.ndarray) -> torch.Tensor:
+    """negatives / positives per label of a (N, L) 0/1 matrix (1 for a label without positives)."""
+    matrix = torch.as_tensor(label_matrix, dtype=torch.float64)
+    positives = matrix.sum(0)
+    negatives = matrix.shape[0] - positives
+    return torch.where(positives > 0, negatives / positives.clamp(min=1), torch.ones_like(positives)).float()

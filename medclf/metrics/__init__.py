@@ -1,0 +1,1 @@
+"""Metrics: pure functions of probabilities and targets (no I/O)."""

@@ -1,0 +1,114 @@
+"""Per-epoch metrics on the training device: MONAI AUROC per label, macro mean over defined labels,
+torchmetrics accuracy and Youden thresholds. Pure functions; no I/O.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from monai.metrics import compute_roc_auc
+from torchmetrics.functional.classification import binary_accuracy, multilabel_accuracy
+
+
+def defined_labels(targets: torch.Tensor) -> torch.Tensor:
+    """Boolean (L,) mask of labels with at least one positive and one negative image."""
+    positives = targets.sum(dim=0)
+    return (positives > 0) & (positives < targets.shape[0])
+
+
+def roc_auc(probs: torch.Tensor, targets: torch.Tensor) -> list[float | None]:
+    """Per-label AUROC with ``monai.metrics.compute_roc_auc``, on the tensors' device.
+
+    Returns:
+        One value per label; ``None`` where the label has only one class in ``targets``.
+    """
+    mask = defined_labels(targets)
+    out: list[float | None] = [None] * targets.shape[1]
+    columns = torch.nonzero(mask).flatten().tolist()
+    if not columns:
+        return out
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # float64: MONAI accumulates in the input's precision, and float32 drifts ~1e-8 from sklearn.
+        values = compute_roc_auc(probs[:, columns].double(), targets[:, columns].double(), average="none")
+    if not isinstance(values, list | tuple):  # a single column comes back as a float
+        values = [values]
+    for column, value in zip(columns, values, strict=True):
+        out[column] = float(value)
+    return out
+
+
+def mean_defined(values: Sequence[float | None]) -> float | None:
+    """Mean of the values that are not None/NaN; None when there are none."""
+    kept = [v for v in values if v is not None and not math.isnan(v)]
+    return sum(kept) / len(kept) if kept else None
+
+
+def accuracy(probs: torch.Tensor, targets: torch.Tensor, threshold: float = 0.5) -> float:
+    """Fraction of correct image x label decisions at ``threshold`` (torchmetrics, multilabel)."""
+    if targets.shape[1] == 1:  # torchmetrics' multilabel task needs two labels or more
+        return float(binary_accuracy(probs[:, 0], targets[:, 0].int(), threshold=threshold))
+    value = multilabel_accuracy(probs, targets.int(), num_labels=targets.shape[1], threshold=threshold, average="micro")
+    return float(value)
+
+
+def classification_metrics(
+    probs: torch.Tensor, targets: torch.Tensor, labels: Sequence[str], threshold: float = 0.5
+) -> dict[str, Any]:
+    """Macro and per-label AUROC (MONAI), accuracy (torchmetrics) and label counts.
+
+    Args:
+        probs: (N, L) probabilities.
+        targets: (N, L) 0/1 targets.
+        labels: L label names.
+        threshold: Decision threshold for accuracy.
+
+    Returns:
+        ``macro_auroc`` (None if no label is defined), ``labels_averaged``, ``accuracy``, and per label
+        ``auroc``, ``positives``, ``negatives`` as ``{label: value}`` dicts.
+    """
+    if probs.shape != targets.shape or probs.shape[1] != len(labels):
+        raise ValueError(
+            f"shapes differ: probs {tuple(probs.shape)}, targets {tuple(targets.shape)}, {len(labels)} labels"
+        )
+    per_label = roc_auc(probs, targets)
+    positives = targets.sum(dim=0).long().tolist()
+    n = targets.shape[0]
+    return {
+        "n_images": n,
+        "macro_auroc": mean_defined(per_label),
+        "labels_averaged": sum(v is not None for v in per_label),
+        "n_labels": len(labels),
+        "accuracy": accuracy(probs, targets, threshold) if n else None,
+        "auroc": dict(zip(labels, per_label, strict=True)),
+        "positives": dict(zip(labels, positives, strict=True)),
+        "negatives": {name: n - p for name, p in zip(labels, positives, strict=True)},
+    }
+
+
+def youden_thresholds(probs: torch.Tensor, targets: torch.Tensor, default: float = 0.5) -> list[float]:
+    """Per-label threshold maximising Youden's J = sensitivity + specificity - 1.
+
+    An image is called positive when its probability is >= the threshold. Labels without both classes
+    get ``default``.
+    """
+    probs, targets = probs.double(), targets.double()
+    n_labels = targets.shape[1]
+    values, order = probs.sort(dim=0, descending=True)
+    hits = targets.gather(0, order)
+    tp = hits.cumsum(0)
+    fp = (1 - hits).cumsum(0)
+    pos, neg = tp[-1], fp[-1]
+    j = tp / pos.clamp(min=1) - fp / neg.clamp(min=1)
+    # Only the last position of a run of equal probabilities is a reachable cut.
+    last_of_run = torch.ones_like(values, dtype=torch.bool)
+    last_of_run[:-1] = values[:-1] != values[1:]
+    j = torch.where(last_of_run, j, torch.full_like(j, -math.inf))
+    best = j.argmax(dim=0)
+    chosen = values.gather(0, best.unsqueeze(0)).squeeze(0)
+    defined = defined_labels(targets)
+    return [float(chosen[i]) if defined[i] else default for i in range(n_labels)]

@@ -1,0 +1,1 @@
+"""Model: networks, local pretrained weights, checkpoints and Grad-CAM."""

@@ -1,0 +1,103 @@
+"""The run folder of a training run: its creation, ``config.json``, ``metrics.csv`` and TensorBoard."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from medclf.errors import ConfigError
+from medclf.reporting.files import write_csv, write_json
+
+log = logging.getLogger(__name__)
+
+
+RUN_MARKERS = ("last.pt", "best.pt", "metrics.csv")
+
+
+def default_run_dir(root: str | Path = "runs") -> Path:
+    """``runs/<YYYYmmdd-HHMMSS>``."""
+    return Path(root) / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def prepare_run_dir(out: str | Path, resuming: bool) -> Path:
+    """Create the run folder; refuse to start a new run over an existing one.
+
+    Raises:
+        ConfigError: when ``out`` already holds a run and we are not resuming it.
+    """
+    path = Path(out)
+    if not resuming and path.is_dir():
+        found = [m for m in RUN_MARKERS if (path / m).exists()]
+        if found:
+            raise ConfigError(
+                f"{path} already holds a run ({', '.join(found)}); resume it with --resume {path} "
+                "or choose another --out"
+            )
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+class RunLogger:
+    """TensorBoard events and metrics.csv of a training run.
+
+    Args:
+        run_dir: The run folder; event files go directly into it.
+        start_epoch: Last completed epoch when resuming: later events of an interrupted run are purged.
+    """
+
+    def __init__(self, run_dir: str | Path, start_epoch: int = 0) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.run_dir = Path(run_dir)
+        self.writer = SummaryWriter(log_dir=str(self.run_dir), purge_step=start_epoch + 1 if start_epoch else None)
+        self.writer.add_custom_scalars(
+            {"training": {"loss (train and val)": ["Multiline", ["loss/train", "loss/val"]]}}
+        )
+
+    def log_epoch(self, row: Mapping[str, Any], history: Sequence[Mapping[str, Any]], seconds: float) -> None:
+        """Add one epoch's scalars to TensorBoard and rewrite metrics.csv from ``history``."""
+        epoch = int(row["epoch"])
+        scalars = {
+            "loss/train": row["train_loss"],
+            "loss/val": row["val_loss"],
+            "val/macro_auroc": row["val_auroc"],
+            "val/accuracy": row["val_acc"],
+            "val/labels_averaged": row["labels_averaged"],
+            "lr": row["lr"],
+            "time/epoch_seconds": seconds,
+        }
+        scalars.update({f"val_auroc/{k[6:]}": v for k, v in row.items() if k.startswith("auroc_")})
+        for tag, value in scalars.items():
+            if value is not None and math.isfinite(value):
+                self.writer.add_scalar(tag, value, epoch)
+        self.writer.flush()
+        write_csv(self.run_dir / "metrics.csv", history)
+
+    def add_figure(self, tag: str, figure: Any, epoch: int) -> None:
+        """Add a matplotlib figure (closed afterwards)."""
+        self.writer.add_figure(tag, figure, epoch, close=True)
+
+    def log_figures(
+        self, epoch: int, probs: Any, targets: Any, labels: Sequence[str], thresholds: Sequence[float]
+    ) -> None:
+        """Validation ROC curves and confusion matrices (at this epoch's Youden thresholds)."""
+        from medclf.reporting.figures import confusion_figure, roc_figure  # matplotlib only when used
+
+        p, t = probs.double().cpu().numpy(), targets.cpu().numpy()
+        self.add_figure("val/roc_curves", roc_figure(p, t, labels), epoch)
+        self.add_figure("val/confusion_matrices", confusion_figure(p, t, labels, thresholds), epoch)
+
+    def close(self) -> None:
+        """Flush and close the event file."""
+        self.writer.close()
+
+
+def save_config(run_dir: str | Path, config: Mapping[str, Any]) -> Path:
+    """Write the resolved settings as ``config.json`` in the run folder."""
+    path = Path(run_dir) / "config.json"
+    write_json(path, config)
+    return path

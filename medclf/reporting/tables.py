@@ -1,0 +1,103 @@
+"""Text tables for the console and CSV rows: the epoch line, the evaluation table, predictions."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from medclf.reporting.files import write_csv
+
+
+def epoch_line(row: Mapping[str, Any], epochs: int, n_labels: int, seconds: float) -> str:
+    """``epoch 3/20 train_loss 0.1974 val_loss 0.1849 val_auroc 0.7412 val_acc 0.9489 best 0.7412@3``."""
+    text = (
+        f"epoch {row['epoch']}/{epochs} train_loss {_f(row['train_loss'])} val_loss {_f(row['val_loss'])} "
+        f"val_auroc {_f(row['val_auroc'])} val_acc {_f(row['val_acc'])} "
+        f"best {_f(row['best_auroc'])}@{row['best_epoch']}"
+    )
+    if row["labels_averaged"] < n_labels:
+        text += f" ({row['labels_averaged']}/{n_labels} labels averaged)"
+    return text + f" [{seconds:.0f}s]"
+
+
+def _f(value: float | None) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
+
+
+def metrics_table(metrics: Mapping[str, Any]) -> str:
+    """Per-label AUROC (with its 95% interval when bootstrapped), positives and negatives, then the macro
+    AUROC and accuracy, as text."""
+    labels = list(metrics["auroc"])
+    rows = {r["label"]: r for r in metrics.get("per_label", [])}
+    width = max([len("label"), *map(len, labels)])
+    lines = [f"{'label':<{width}}  {'AUROC':>7}  {'95% CI':>15}  {'pos':>6}  {'neg':>6}"]
+    for name in labels:
+        auroc = metrics["auroc"][name]
+        shown = "undef" if auroc is None else f"{auroc:.4f}"
+        row = rows.get(name, {})
+        ci = interval_text(row.get("auroc_ci_low"), row.get("auroc_ci_high"))
+        lines.append(
+            f"{name:<{width}}  {shown:>7}  {ci:>15}  {metrics['positives'][name]:>6}  {metrics['negatives'][name]:>6}"
+        )
+    macro = metrics.get("macro", {})
+    ci = interval_text(macro.get("auroc_ci_low"), macro.get("auroc_ci_high"))
+    lines.append(
+        f"macro AUROC {_f(metrics['macro_auroc'])}{' ' + ci if ci else ''} over {metrics['labels_averaged']}/"
+        f"{metrics['n_labels']} labels (undefined: label without positives or negatives); "
+        f"accuracy {_f(metrics['accuracy'])}; {metrics['n_images']} images"
+    )
+    return "\n".join(lines)
+
+
+def interval_text(low: float | None, high: float | None, digits: int = 4) -> str:
+    """``[low, high]`` with ``digits`` decimals; empty when there is no interval."""
+    return "" if low is None or high is None else f"[{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def evaluation_table(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Rows of an evaluation's metrics.csv: one per label, then the macro and micro averages."""
+    rows = [dict(row) for row in metrics["per_label"]]
+    for name in ("macro", "micro"):
+        rows.append({"label": f"{name} average", **metrics[name]})
+    return rows
+
+
+def write_predictions(
+    path: str | Path,
+    paths: Sequence[str],
+    rows: Sequence[int],
+    labels: Sequence[str],
+    probs: torch.Tensor,
+    targets: torch.Tensor | None = None,
+    thresholds: Sequence[float] | None = None,
+    skipped: Sequence[Mapping[str, Any]] = (),
+) -> None:
+    """Per-image CSV: ``image``, ``row``, ``true_<label>`` (if known), ``prob_<label>``, ``pred_<label>``
+    (if thresholds are given; 1 when prob >= threshold), and ``error`` for unreadable images (listed last,
+    without probabilities)."""
+    probs = probs.detach().double().cpu().numpy()
+    truth = targets.detach().cpu().numpy().astype(int) if targets is not None else None
+    columns = ["image", "row"]
+    if truth is not None:
+        columns += [f"true_{n}" for n in labels]
+    columns += [f"prob_{n}" for n in labels]
+    if thresholds is not None:
+        columns += [f"pred_{n}" for n in labels]
+    if skipped:
+        columns.append("error")
+    out = []
+    for i, (image, row) in enumerate(zip(paths, rows, strict=True)):
+        record: dict[str, Any] = {"image": image, "row": row}
+        for j, name in enumerate(labels):
+            if truth is not None:
+                record[f"true_{name}"] = int(truth[i, j])
+            record[f"prob_{name}"] = float(probs[i, j])
+            if thresholds is not None:
+                record[f"pred_{name}"] = int(probs[i, j] >= thresholds[j])
+        out.append(record)
+    out += [{"image": s["path"], "row": s["row"], "error": s["error"]} for s in skipped]
+    write_csv(path, out, columns)

@@ -1,0 +1,89 @@
+"""The ``explain`` workflow: Grad-CAM overlays of one image for the labels of a checkpoint."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from medclf.config import ExplainConfig
+from medclf.data.transforms import load_image, root_cause
+from medclf.engine.device import resolve_device
+from medclf.errors import ConfigError, ImageError
+from medclf.model.checkpoint import load_checkpoint, model_from_checkpoint
+from medclf.model.gradcam import gradcam_heatmap
+from medclf.reporting.figures import overlay_figure
+from medclf.reporting.files import save_figure
+from medclf.workflows.inference import output_dir
+
+log = logging.getLogger(__name__)
+
+
+def explain_image(config: ExplainConfig | None = None, **overrides: Any) -> dict[str, Any]:
+    """Write a Grad-CAM overlay of one image for each requested label of a checkpoint.
+
+    Files are ``<out>/<image stem>_<label>_gradcam.png``; ``out`` defaults to
+    ``<checkpoint folder>/explain_<image stem>``.
+
+    Args:
+        config: Settings; keyword arguments override its fields (or build it when it is None).
+
+    Returns:
+        ``{"image": path, "probabilities": {label: p} (every label of the checkpoint),
+        "files": {label: png path} (the requested labels)}``.
+
+    Raises:
+        ConfigError: for a label the checkpoint does not have (the message lists the valid ones).
+        ImageError: when the image cannot be read.
+    """
+    config = dataclasses.replace(config, **overrides) if config else ExplainConfig(**overrides)
+    if not config.checkpoint or not config.image:
+        raise ConfigError("explain needs a checkpoint and an image")
+    checkpoint = load_checkpoint(config.checkpoint, map_location="cpu")
+    labels, image_size = list(checkpoint.labels), int(checkpoint.image_size)
+    unknown = [name for name in config.label if name not in labels]
+    if unknown:
+        raise ConfigError(f"unknown label(s) {', '.join(unknown)}; the checkpoint has: {', '.join(labels)}")
+    wanted = config.label or labels
+    image = _read_image(config.image, image_size)
+
+    device = resolve_device(config.device)
+    model = model_from_checkpoint(checkpoint, device)
+    with torch.no_grad():
+        probs = torch.sigmoid(model(image.unsqueeze(0).to(device)))[0].float().cpu().tolist()
+    probabilities = dict(zip(labels, probs, strict=True))
+
+    stem = image_stem(config.image)
+    out = output_dir(config.out, checkpoint, f"explain_{stem}")
+    pixels = image[0].numpy()
+    files = {}
+    for name in wanted:
+        heat = gradcam_heatmap(model, image, labels.index(name))
+        fig = overlay_figure(pixels, heat, f"{name}: p = {probabilities[name]:.3f}")
+        path = save_figure(out / f"{stem}_{_safe(name)}_gradcam.png", fig)
+        files[name] = str(path)
+    return {"image": str(config.image), "probabilities": probabilities, "files": files}
+
+
+def image_stem(path: str | Path) -> str:
+    """File name without its image suffix (``scan.nii.gz`` -> ``scan``)."""
+    name = Path(path).name
+    return name[: -len(".nii.gz")] if name.lower().endswith(".nii.gz") else Path(name).stem
+
+
+def _read_image(path: str | Path, image_size: int) -> torch.Tensor:
+    if not Path(path).is_file():
+        raise ImageError(f"image not found: {path}")
+    try:
+        return load_image(path, image_size)
+    except Exception as e:  # any decoder, any format: all mean "this image is unusable"
+        raise ImageError(f"cannot read image {path}: {root_cause(e)}") from None
+
+
+def _safe(name: str) -> str:
+    """A label name usable in a file name."""
+    return re.sub(r"[^\w.-]+", "_", name).strip("_") or "label"

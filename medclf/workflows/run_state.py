@@ -1,0 +1,172 @@
+"""A training run's working objects (:class:`Run`), its restartable state (:class:`TrainState`) and
+the set-up that builds both: run folder, resumed checkpoint, data, model and optimisation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from medclf import __version__
+from medclf.config import TrainConfig, settings_dict
+from medclf.data.checks import check_unreadable, log_label_counts
+from medclf.data.loaders import EpochBatchSampler, build_dataset, make_loader
+from medclf.data.manifest import Manifest
+from medclf.data.transforms import preprocessing
+from medclf.engine.device import amp_settings
+from medclf.engine.distributed import (
+    World,
+    barrier,
+    broadcast,
+    shard_eval,
+    shard_records,
+)
+from medclf.engine.optim import build_optimizer, build_scheduler, pos_weight
+from medclf.engine.seeding import restore_rng_states, rng_states, seed_everything
+from medclf.model.checkpoint import (
+    Checkpoint,
+    TrainState,
+    check_compatible,
+    load_checkpoint,
+    resolve_checkpoint_path,
+)
+from medclf.model.networks import build_model, count_parameters
+from medclf.model.pretrained import load_torchvision_densenet
+from medclf.reporting.run_log import RunLogger, default_run_dir, prepare_run_dir, save_config
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Run:
+    """The objects a training run works with, built once by :func:`_set_up`."""
+
+    config: TrainConfig
+    world: World
+    device: torch.device
+    run_dir: Path
+    manifest: Manifest
+    sampler: EpochBatchSampler
+    train_loader: Any
+    val_loader: Any
+    net: nn.Module
+    criterion: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: torch.amp.GradScaler | None
+    amp_dtype: torch.dtype | None
+    channels_last: bool
+    reported: set[str]
+    logger: RunLogger | None = None
+    model: nn.Module | None = None  # net, wrapped for DDP / torch.compile
+    trainable: bool | None = None
+
+    @property
+    def show_progress(self) -> bool:
+        """Progress bars on the reporting rank only."""
+        return self.config.progress and self.world.main
+
+    def checkpoint(self, state: TrainState, partial: dict | None = None) -> Checkpoint:
+        """The checkpoint of this run in ``state`` (``partial``: progress inside the next epoch)."""
+        return Checkpoint(
+            **{**state.as_fields(), "partial": partial},
+            model=self.net.state_dict(),
+            model_name=self.config.model,
+            labels=list(self.manifest.labels),
+            image_size=self.config.image_size,
+            in_channels=1,
+            optimizer=self.optimizer.state_dict(),
+            scheduler=self.scheduler.state_dict() if self.scheduler is not None else None,
+            scaler=self.scaler.state_dict() if self.scaler is not None else None,
+            config=settings_dict(self.config),
+            rng=rng_states(),
+            medclf_version=__version__,
+        )
+
+
+def set_up(config: TrainConfig, world: World, device: torch.device) -> tuple[Run, TrainState]:
+    """Run folder, resumed state, data, model and optimisation, in the order that keeps runs repeatable."""
+    resumed = load_checkpoint(config.resume) if config.resume else None
+    if resumed:
+        check_compatible(resumed, labels=config.labels, image_size=config.image_size, model_name=config.model)
+    out = config.out or (str(resolve_checkpoint_path(config.resume).parent) if resumed else str(default_run_dir()))
+    run_dir = Path(broadcast(out, world))  # ranks must agree on a timestamped default
+    if world.main:
+        prepare_run_dir(run_dir, resuming=resumed is not None)
+    barrier(world)
+    config = dataclasses.replace(config, out=str(run_dir), cache_dir=config.cache_dir or str(run_dir / "cache"))
+    seed_everything(config.seed, config.deterministic)
+    if not world.main:
+        logging.getLogger("medclf").setLevel(logging.WARNING)  # one rank reports
+    run = _build(config, world, device, run_dir, resumed)
+    state = TrainState(thresholds=[0.5] * len(run.manifest.labels))
+    if resumed:
+        state = _restore(run, resumed)
+    if world.main:
+        save_config(run_dir, settings_dict(config))
+        run.logger = RunLogger(run_dir, start_epoch=state.epoch)
+    return run, state
+
+
+def _build(config: TrainConfig, world: World, device: torch.device, run_dir: Path, resumed: Checkpoint | None) -> Run:
+    """Data (manifest -> this rank's cached samples -> loaders), then the model, loss and optimiser."""
+    show_progress = config.progress and world.main
+    manifest = Manifest.from_csv(config.csv, config.labels, required_splits=("TRAIN", "VALIDATION"))
+    log_label_counts(manifest)
+    chain = preprocessing(config.image_size, manifest.labels)
+    val_records, val_batches = shard_eval(manifest.records("VALIDATION"), config.batch_size, world)
+    records = {"TRAIN": shard_records(manifest.records("TRAIN"), world, config.seed), "VALIDATION": val_records}
+    datasets = {
+        split: build_dataset(
+            part, chain, cache=config.cache, cache_rate=config.cache_rate, cache_dir=config.cache_dir,
+            cache_workers=config.cache_workers, cache_key=str(config.image_size), progress=show_progress,
+        )
+        for split, part in records.items()
+    }  # fmt: skip
+    reported = check_unreadable(datasets, config)
+    sampler = EpochBatchSampler(len(datasets["TRAIN"]), config.batch_size, config.seed, stream=world.rank)
+    loader_args = {"cache": config.cache, "num_workers": config.num_workers, "device": device}
+    train_loader = make_loader(datasets["TRAIN"], batch_size=config.batch_size, sampler=sampler, **loader_args)
+    val_loader = make_loader(datasets["VALIDATION"], batch_size=config.batch_size, sampler=val_batches, **loader_args)
+
+    net = build_model(config.model, len(manifest.labels))
+    if config.pretrained and not resumed:  # a resumed run's weights come from its checkpoint
+        load_torchvision_densenet(net, config.pretrained)
+    channels_last = config.channels_last and device.type == "cuda"
+    net = net.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
+    weights = pos_weight(manifest.label_matrix("TRAIN")).to(device) if config.pos_weight else None
+    optimizer = build_optimizer(config, net)
+    amp_dtype, scaler = amp_settings(device, config.amp)
+    log.info(
+        "training %s (%.1fM parameters) on %s%s: %d TRAIN / %d VALIDATION images at %d px, %d labels; run folder %s",
+        config.model, count_parameters(net) / 1e6, device, f" x {world.size} processes" if world.distributed else "",
+        len(manifest.select("TRAIN")), len(manifest.select("VALIDATION")), config.image_size,
+        len(manifest.labels), run_dir,
+    )  # fmt: skip
+    return Run(
+        config=config, world=world, device=device, run_dir=run_dir, manifest=manifest, sampler=sampler,
+        train_loader=train_loader, val_loader=val_loader, net=net, criterion=nn.BCEWithLogitsLoss(pos_weight=weights),
+        optimizer=optimizer, scheduler=build_scheduler(config, optimizer), scaler=scaler, amp_dtype=amp_dtype,
+        channels_last=channels_last, reported=reported,
+    )  # fmt: skip
+
+
+def _restore(run: Run, resumed: Checkpoint) -> TrainState:
+    """Weights, optimiser, schedule, scaler and random states of a resumed run; returns its state."""
+    run.net.load_state_dict(resumed.model)
+    run.optimizer.load_state_dict(resumed.optimizer)
+    if run.scheduler is not None and resumed.scheduler:
+        run.scheduler.load_state_dict(resumed.scheduler)
+    if run.scaler is not None and resumed.scaler:
+        run.scaler.load_state_dict(resumed.scaler)
+    restore_rng_states(resumed.rng)
+    state = TrainState.from_checkpoint(resumed)
+    step = f", step {state.partial['step']}" if state.partial else ""
+    log.info("resuming epoch %d%s from %s", state.epoch + 1, step, resumed.path)
+    return state

@@ -1,0 +1,232 @@
+"""The ``train`` workflow: manifest -> data -> model -> epochs of train + validate -> checkpoints and logs.
+
+Read :func:`train` top to bottom: set-up (:func:`~medclf.workflows.run_state.set_up`), then a loop
+of :func:`train_one_epoch` / :func:`evaluate_epoch` / :func:`end_of_epoch`. What survives a restart is
+a :class:`~medclf.workflows.run_state.TrainState`, which becomes a
+:class:`~medclf.model.checkpoint.Checkpoint` and comes back from one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from medclf.config import TrainConfig
+from medclf.data.augment import AffineFlip
+from medclf.data.checks import warn_skipped
+from medclf.engine import loops
+from medclf.engine.device import resolve_device
+from medclf.engine.distributed import (
+    any_rank,
+    barrier,
+    close_world,
+    gather_inference,
+    init_world,
+    sum_over_ranks,
+    sync_buffers,
+)
+from medclf.engine.loops import EpochProgress, Inference, infer
+from medclf.engine.optim import wrap_model
+from medclf.engine.seeding import generator
+from medclf.engine.signals import stop_on_signals
+from medclf.errors import ConfigError
+from medclf.metrics.auroc import classification_metrics, youden_thresholds
+from medclf.model.checkpoint import (
+    TrainState,
+    save_checkpoint,
+)
+from medclf.model.networks import set_backbone_trainable
+from medclf.reporting.tables import epoch_line
+from medclf.workflows.run_state import Run, set_up
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns; plain values only."""
+
+    run_dir: str
+    best_checkpoint: str
+    last_checkpoint: str
+    best_epoch: int
+    best_auroc: float | None
+    epochs_completed: int
+    stopped_early: bool = False
+    interrupted_by: str | None = None
+    history: list[dict] = field(default_factory=list)
+
+
+def train(config: TrainConfig | None = None, **overrides: Any) -> TrainResult:
+    """Train and validate a classifier; see :class:`~medclf.config.TrainConfig` for the settings.
+
+    Under ``torchrun`` every process calls this; they train one DistributedDataParallel model and only
+    rank 0 writes files (see :mod:`medclf.engine.distributed`).
+
+    Args:
+        config: Settings; keyword arguments override its fields (or build it when it is None).
+
+    Returns:
+        A :class:`TrainResult`. Checkpoints, ``config.json``, ``metrics.csv`` and TensorBoard events are
+        in ``run_dir``.
+
+    Raises:
+        MedclfError: for bad manifests, images, settings or checkpoints, with a message naming them.
+    """
+    config = dataclasses.replace(config, **overrides) if config else TrainConfig(**overrides)
+    if not config.csv:
+        raise ConfigError("a manifest is required (TrainConfig.csv / --csv)")
+    world, device_name = init_world(config.device)
+    try:
+        run, state = set_up(config, world, resolve_device(device_name))
+        return _epochs(run, state)
+    finally:
+        close_world(world)
+
+
+def _epochs(run: Run, state: TrainState) -> TrainResult:
+    """The epoch loop: train, evaluate, bookkeeping, until the last epoch, early stopping or a signal."""
+    config, world = run.config, run.world
+    stopped_early, interrupted_by = state.stopped_early(config.early_stopping_patience), None
+    with stop_on_signals() as stop_signal:
+        for epoch in range(state.epoch + 1, config.epochs + 1):
+            if stopped_early:
+                break
+            started = time.perf_counter()
+            progress = train_one_epoch(run, state, epoch, stop_signal)
+            if progress.interrupted:
+                interrupted_by = stop_signal() or "a signal on another rank"
+                _save_interrupted(run, state, epoch, progress, interrupted_by)
+                break
+            result = evaluate_epoch(run, epoch)
+            stopped_early = end_of_epoch(run, state, epoch, progress, result, time.perf_counter() - started)
+            if any_rank(stop_signal() is not None, world, run.device):
+                interrupted_by = stop_signal() or "a signal on another rank"
+                log.warning("stopped by %s after epoch %d; resume with --resume %s", interrupted_by, epoch, run.run_dir)
+                break
+    if run.logger is not None:
+        run.logger.close()
+    barrier(world)  # rank 0's files are complete before any rank returns
+    best = state.best_metric
+    return TrainResult(
+        run_dir=str(run.run_dir),
+        best_checkpoint=str(run.run_dir / "best.pt"),
+        last_checkpoint=str(run.run_dir / "last.pt"),
+        best_epoch=state.best_epoch,
+        best_auroc=best if math.isfinite(best) else None,
+        epochs_completed=state.epoch,
+        stopped_early=stopped_early,
+        interrupted_by=interrupted_by,
+        history=list(state.history),
+    )
+
+
+def train_one_epoch(run: Run, state: TrainState, epoch: int, stop_signal: Callable[[], str | None]) -> EpochProgress:
+    """One pass over this rank's TRAIN share (from the saved step when resuming inside the epoch)."""
+    config, world = run.config, run.world
+    # Restored sums are global; only rank 0 carries them, so that summing over ranks stays right.
+    partial = state.partial if state.partial and world.main else {"loss_sum": 0.0, "seen": 0}
+    progress = EpochProgress(
+        step=(state.partial or {}).get("step", 0), loss_sum=partial["loss_sum"], seen=partial["seen"]
+    )
+    run.sampler.set_epoch(epoch, progress.step)
+    if run.trainable != (epoch > config.freeze_backbone_epochs):
+        run.trainable = epoch > config.freeze_backbone_epochs
+        set_backbone_trainable(run.net, run.trainable)
+        run.model = wrap_model(run.net, world, run.device, config.compile)  # DDP must see the trainable set
+    augment = AffineFlip() if config.augment else None
+
+    def augment_step(images: torch.Tensor, step: int) -> torch.Tensor:
+        return augment(images, generator(config.seed, epoch, step, world.rank))  # type: ignore[misc]
+
+    run.model.train()
+    set_backbone_trainable(run.net, run.trainable)
+    progress = loops.train_one_epoch(
+        run.model, run.train_loader, run.criterion, run.optimizer, run.device,
+        progress=progress, augment=augment_step if augment else None, scaler=run.scaler,
+        amp_dtype=run.amp_dtype, channels_last=run.channels_last, distributed=world.distributed,
+        should_stop=lambda: any_rank(stop_signal() is not None, world, run.device),
+        desc=f"epoch {epoch}/{config.epochs} train", show_progress=run.show_progress, total=len(run.sampler),
+    )  # fmt: skip
+    progress.loss_sum, progress.seen = sum_over_ranks([progress.loss_sum, progress.seen], world, run.device)
+    warn_skipped(progress.skipped, "TRAIN", run.reported)
+    return progress
+
+
+def evaluate_epoch(run: Run, epoch: int) -> Inference:
+    """Validation logits of every rank, in manifest order."""
+    sync_buffers(run.net, run.world)
+    result = gather_inference(
+        # the bare network: DDP's forward would wait for ranks that have fewer validation batches
+        infer(run.net, run.val_loader, run.device, criterion=run.criterion, amp_dtype=run.amp_dtype,
+              channels_last=run.channels_last, desc=f"epoch {epoch}/{run.config.epochs} val",
+              show_progress=run.show_progress),
+        run.world,
+    )  # fmt: skip
+    warn_skipped(result.skipped, "VALIDATION", run.reported)
+    return result
+
+
+def end_of_epoch(
+    run: Run, state: TrainState, epoch: int, progress: EpochProgress, result: Inference, seconds: float
+) -> bool:
+    """Metrics, schedule, model selection, logs and checkpoints; returns whether to stop early."""
+    config, labels = run.config, run.manifest.labels
+    metrics = classification_metrics(result.probs, result.targets, labels)
+    score = metrics["macro_auroc"] if metrics["macro_auroc"] is not None else -math.inf
+    improved = score > state.best_metric or state.best_epoch == 0
+    lr = run.optimizer.param_groups[0]["lr"]
+    if isinstance(run.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        run.scheduler.step(score)
+    elif run.scheduler is not None:
+        run.scheduler.step()
+    thresholds = youden_thresholds(result.probs, result.targets)
+    if improved:
+        state.best_metric, state.best_epoch, state.epochs_without_improvement = score, epoch, 0
+        state.thresholds = thresholds
+    else:
+        state.epochs_without_improvement += 1
+    row = {
+        "epoch": epoch, "train_loss": progress.loss, "val_loss": result.loss, "val_auroc": metrics["macro_auroc"],
+        "val_acc": metrics["accuracy"], "labels_averaged": metrics["labels_averaged"], "lr": lr,
+        "best_auroc": state.best_metric if math.isfinite(state.best_metric) else None, "best_epoch": state.best_epoch,
+        **{f"auroc_{name}": value for name, value in metrics["auroc"].items()},
+    }  # fmt: skip
+    state.history.append(row)
+    state.epoch, state.partial = epoch, None
+    if run.logger is not None:
+        run.logger.log_epoch(row, state.history, seconds)
+        if config.figure_every and epoch % config.figure_every == 0:
+            run.logger.log_figures(epoch, result.probs, result.targets, labels, thresholds)
+        if improved:
+            save_checkpoint(run.run_dir / "best.pt", run.checkpoint(state))
+        save_checkpoint(run.run_dir / "last.pt", run.checkpoint(state))
+    log.info(epoch_line(row, config.epochs, len(labels), seconds))
+    if state.stopped_early(config.early_stopping_patience):
+        log.info(
+            "early stopping: no val AUROC gain for %d epochs (best %.4f at epoch %d)",
+            state.epochs_without_improvement, state.best_metric, state.best_epoch,
+        )  # fmt: skip
+        return True
+    return False
+
+
+def _save_interrupted(run: Run, state: TrainState, epoch: int, progress: EpochProgress, by: str) -> None:
+    """Save last.pt with the progress inside ``epoch`` after a stop signal, and say how to resume."""
+    if run.world.main:
+        partial = {"step": progress.step, "loss_sum": progress.loss_sum, "seen": int(progress.seen)}
+        save_checkpoint(run.run_dir / "last.pt", run.checkpoint(state, partial))
+    log.warning(
+        "stopped by %s in epoch %d after step %d; saved %s. Resume with: python -m medclf.train --resume %s",
+        by, epoch, progress.step, run.run_dir / "last.pt", run.run_dir,
+    )  # fmt: skip
+
+
+__all__ = ["TrainResult", "TrainState", "end_of_epoch", "evaluate_epoch", "train", "train_one_epoch"]
