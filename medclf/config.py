@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from medclf.data.manifest import NIH_LABELS, SPLITS
+from medclf.data.manifest import NIH_LABELS, SPLITS, UNCERTAIN_POLICIES
 from medclf.errors import ConfigError
 from medclf.model.networks import MODEL_NAMES
 
@@ -35,7 +35,7 @@ def _opt(default: Any, help: str, choices: tuple | None = None, required: bool =
 class TrainConfig:
     """Settings of ``python -m medclf.train``."""
 
-    csv: str = _opt("", "manifest CSV (image, split, one 0/1 column per label)", required=True)
+    csv: str = _opt("", "manifest CSV (image, split, one 1/0/-1/blank column per label)", required=True)
     out: str = _opt("", "run folder for checkpoints and logs (default: runs/<date-time>)")
     config: str = _opt("", "YAML or JSON file whose keys set defaults for these flags")
     labels: list[str] = _opt(NIH_LABELS, "label columns, in output order (space or comma separated)")
@@ -54,9 +54,15 @@ class TrainConfig:
     plateau_patience: int = _opt(2, "epochs without val AUROC gain before the plateau schedule cuts the LR")
     plateau_factor: float = _opt(0.1, "factor the plateau schedule multiplies the LR by")
     early_stopping_patience: int = _opt(5, "stop after this many epochs without val AUROC gain (0: never)")
+    uncertain: str = _opt(
+        "ignore", "uncertain (-1) labels: ignore (masked), ones or zeros; blank is always masked", UNCERTAIN_POLICIES
+    )
     pos_weight: bool = _opt(False, "weight positives by negatives/positives per label, counted on TRAIN")
     freeze_backbone_epochs: int = _opt(0, "train only the classifier for this many first epochs")
     augment: bool = _opt(True, "random small affine transforms and horizontal flips during training")
+    hflip: bool = _opt(
+        True, "random horizontal flips within --augment (off for chest films where the heart side must stay)"
+    )
     amp: bool = _opt(True, "automatic mixed precision (CUDA only)")
     device: str = _opt("auto", "where to train", DEVICES)
     seed: int = _opt(0, "random seed (monai.utils.set_determinism)")
@@ -109,6 +115,9 @@ class ValidateConfig(_InferenceSettings):
     seed: int = _opt(0, "seed of the bootstrap")
     threshold: float = _opt(0.0, "one decision threshold for all labels (0: the checkpoint's, chosen on VALIDATION)")
     thresholds: str = _opt("", "JSON file of per-label thresholds, {label: threshold}; overrides the checkpoint's")
+    label_map: str = _opt(
+        "", "rename CSV columns to the checkpoint's labels: old=new,... (e.g. pleural_effusion=effusion)"
+    )
     errors_label: str = _opt("", "label for most_confident_errors.png (default: the one with most positives)")
     errors_count: int = _opt(16, "images in most_confident_errors.png")
     figures: bool = _opt(True, "write the plots and report.html (off: metrics and predictions only)")
@@ -119,6 +128,7 @@ class ValidateConfig(_InferenceSettings):
         for name in ("batch_size", "bootstrap", "errors_count"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        parse_label_map(self.label_map)
 
 
 @dataclass
@@ -168,6 +178,23 @@ def _check_common(settings: Any) -> None:
         raise ConfigError(f"num_workers must be >= 0, got {settings.num_workers}")
     if not 0.0 <= getattr(settings, "threshold", 0.0) < 1.0:
         raise ConfigError(f"threshold must be in [0, 1), got {settings.threshold}")
+
+
+def parse_label_map(text: str) -> dict[str, str]:
+    """``old=new,old2=new2`` -> ``{"old": "new", ...}``.
+
+    Raises:
+        ConfigError: for an entry without ``=`` or with an empty name.
+    """
+    mapping = {}
+    for entry in (e.strip() for e in text.split(",")):
+        if not entry:
+            continue
+        old, sep, new = (part.strip() for part in entry.partition("="))
+        if not sep or not old or not new:
+            raise ConfigError(f"label_map entry {entry!r} is not old=new")
+        mapping[old] = new
+    return mapping
 
 
 def _positive(settings: Any, *names: str) -> None:

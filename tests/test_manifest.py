@@ -64,7 +64,7 @@ def test_every_problem_is_listed_with_row_and_column(folder: Path) -> None:
 image,split,effusion,mass
 img/a.png,TRAIN,2,0
 img/missing.png,TRAIN,0,yes
-img/b.png,TRAINING,-1,
+img/b.png,TRAINING,-1,0.5
 img/a.png,VALIDATION,0,1
 """,
     )
@@ -73,12 +73,11 @@ img/a.png,VALIDATION,0,1
     message = str(info.value)
     assert str(csv) in message
     expected = [
-        "row 2, column 'effusion': '2' is not 0 or 1",
+        "row 2, column 'effusion': '2' is not 1, 0, -1 (uncertain) or blank (missing)",
         "row 3, column 'image': image file not found",
-        "row 3, column 'mass': 'yes' is not 0 or 1",
+        "row 3, column 'mass': 'yes' is not 1, 0, -1",
         "row 4, column 'split': 'TRAINING' is not one of TRAIN, VALIDATION, TEST",
-        "row 4, column 'effusion': '-1' is not 0 or 1",
-        "row 4, column 'mass': blank is not 0 or 1",
+        "row 4, column 'mass': '0.5' is not 1, 0, -1",
         "row 5, column 'image': duplicate of row 2",
     ]
     for text in expected:

@@ -12,12 +12,20 @@ from medclf.errors import ImageError
 log = logging.getLogger(__name__)
 
 
-def log_label_counts(manifest: Manifest) -> None:
-    """Warn about labels with only one class in TRAIN or VALIDATION."""
+def log_label_counts(manifest: Manifest, uncertain: str = "ignore") -> None:
+    """Log positives, negatives, uncertain and missing per label and split; warn about labels that have
+    only one class (after the uncertainty policy) or no label at all in TRAIN."""
     for split in ("TRAIN", "VALIDATION"):
-        n = len(manifest.select(split))
-        counts = manifest.positives(split)
-        one_class = [name for name, c in counts.items() if c in (0, n)]
+        counts = manifest.label_counts(split)
+        if any(c["uncertain"] or c["missing"] for c in counts.values()):
+            log.info("%s labels (uncertain: %s):\n%s", split, uncertain, label_counts_table(counts))
+        targets = manifest.targets(split, uncertain)
+        positives, negatives = (targets == 1).sum(axis=0), (targets == 0).sum(axis=0)
+        unlabelled = [name for j, name in enumerate(manifest.labels) if positives[j] + negatives[j] == 0]
+        one_class = [name for j, name in enumerate(manifest.labels) if (positives[j] == 0) != (negatives[j] == 0)]
+        if unlabelled:
+            log.warning("%s: %s %s no labelled image (every cell blank or masked)", split, ", ".join(unlabelled),
+                        "has" if len(unlabelled) == 1 else "have")  # fmt: skip
         if one_class:
             log.warning(
                 "%s: %s %s only one class; %s",
@@ -25,6 +33,15 @@ def log_label_counts(manifest: Manifest) -> None:
                 "its AUROC is undefined and left out of the macro mean" if split == "VALIDATION"
                 else "the model cannot learn it from this split",
             )  # fmt: skip
+
+
+def label_counts_table(counts: dict[str, dict[str, int]]) -> str:
+    """``label  positives  negatives  uncertain  missing`` as text, one line per label."""
+    width = max([5, *map(len, counts)])
+    kinds = ("positives", "negatives", "uncertain", "missing")
+    lines = [f"{'label':<{width}}  " + "  ".join(f"{k:>9}" for k in kinds)]
+    lines += [f"{name:<{width}}  " + "  ".join(f"{c[k]:>9}" for k in kinds) for name, c in counts.items()]
+    return "\n".join(lines)
 
 
 def check_unreadable(datasets: dict, config: TrainConfig) -> set[str]:

@@ -1,4 +1,4 @@
-"""The CSV manifest: one row per image, a split, and one 0/1 column per label.
+"""The CSV manifest: one row per image, a split, and one 1/0/-1/blank column per label.
 
 Everything a manifest can get wrong is checked here, before any image is decoded or any model is built,
 and reported in one :class:`~medclf.errors.ManifestError` that lists every problem with its file, row
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +43,10 @@ SPLIT_COLUMN = "split"
 RESERVED_NAMES = frozenset({IMAGE_COLUMN, SPLIT_COLUMN, "labels", "path", "row", "index", "error"})
 _TRUE = frozenset({"1", "1.0"})
 _FALSE = frozenset({"0", "0.0"})
+_UNCERTAIN = frozenset({"-1", "-1.0"})
+_MISSING = frozenset({"", "nan"})
+#: How an uncertain (-1) label is used (Irvin et al., CheXpert, 2019): masked, positive or negative.
+UNCERTAIN_POLICIES: tuple[str, ...] = ("ignore", "ones", "zeros")
 
 
 @dataclass(frozen=True)
@@ -53,7 +57,8 @@ class Manifest:
         path: The CSV file.
         labels: Label names, in model output order.
         frame: One row per image with ``image`` (absolute path), ``split`` (upper case, or empty when the
-            CSV has no split column), the label columns as uint8 (absent when ``has_labels`` is False),
+            CSV has no split column), the label columns as float32 (1, 0, -1 uncertain, NaN missing; absent when
+            ``has_labels`` is False),
             ``csv_row`` (the CSV row number) and any extra columns of the CSV, as text.
         has_labels: Whether the label columns were read.
     """
@@ -62,6 +67,7 @@ class Manifest:
     labels: tuple[str, ...]
     frame: pd.DataFrame
     has_labels: bool = True
+    absent_labels: tuple[str, ...] = ()
 
     @classmethod
     def from_csv(
@@ -72,6 +78,8 @@ class Manifest:
         required_splits: Iterable[str] = ("TRAIN", "VALIDATION"),
         require_labels: bool = True,
         check_files: bool = True,
+        label_map: Mapping[str, str] | None = None,
+        allow_absent_labels: bool = False,
     ) -> Manifest:
         """Read and validate a manifest.
 
@@ -81,6 +89,10 @@ class Manifest:
             required_splits: Splits that must hold at least one row. Empty for inference.
             require_labels: Read and check the label columns. False for unlabeled inference lists.
             check_files: Check that every image file exists.
+            label_map: CSV column name -> label name, applied before anything else (e.g.
+                ``{"pleural_effusion": "effusion"}`` for a data set that names a finding differently).
+            allow_absent_labels: An external test set may lack some label columns: they are treated as
+                unknown (all blank) and listed in ``absent_labels``; at least one must be present.
 
         Raises:
             ManifestError: listing every problem found.
@@ -89,6 +101,13 @@ class Manifest:
         labels = tuple(labels)
         required_splits = tuple(s.upper() for s in required_splits)
         raw = _read_csv(path)
+        if label_map:
+            raw = raw.rename(columns=dict(label_map))
+        absent = tuple(name for name in labels if name not in raw.columns) if allow_absent_labels else ()
+        if absent and len(absent) == len(labels):
+            raise ManifestError(path, [f"none of the label columns is present: {', '.join(labels)}"])
+        for name in absent:
+            raw[name] = ""  # unknown everywhere
         problems: list[str] = []
         problems += _check_label_names(labels, require_labels)
         problems += _check_header(path, raw, labels, require_labels, required_splits)
@@ -111,8 +130,9 @@ class Manifest:
         if problems:
             raise ManifestError(path, problems)
         if require_labels:
-            frame[list(labels)] = frame[list(labels)].apply(lambda c: c.str.strip().isin(_TRUE)).astype("uint8")
-        return cls(path=path, labels=labels, frame=frame.reset_index(drop=True), has_labels=require_labels)
+            frame[list(labels)] = frame[list(labels)].apply(_label_values).astype("float32")
+        frame = frame.reset_index(drop=True)
+        return cls(path=path, labels=labels, frame=frame, has_labels=require_labels, absent_labels=absent)
 
     def select(self, split: str | None) -> pd.DataFrame:
         """Rows of one split (case-insensitive), or all rows when ``split`` is None."""
@@ -123,14 +143,19 @@ class Manifest:
             raise ManifestError(self.path, [f"unknown split {split!r}; expected one of {', '.join(SPLITS)}"])
         return self.frame[self.frame[SPLIT_COLUMN] == split]
 
-    def records(self, split: str | None) -> list[dict]:
+    def records(self, split: str | None, uncertain: str = "ignore") -> list[dict]:
         """Samples of one split as dictionaries for MONAI dictionary transforms.
 
         Each holds ``image`` (path), ``row``, ``index`` (position in the split) and, when the manifest has
-        labels, one float32 array of shape (1,) per label, which ``ConcatItemsd`` joins into ``labels``.
+        labels, one float32 array of shape (1,) per label, which ``ConcatItemsd`` joins into ``labels``:
+        1 or 0, or NaN where the label is unknown (masked out of the loss and the metrics).
+
+        Args:
+            split: TRAIN, VALIDATION, TEST, or None for all rows.
+            uncertain: What a -1 becomes: ``ignore`` (NaN, masked), ``ones`` or ``zeros``.
         """
         part = self.select(split)
-        values = part[list(self.labels)].to_numpy(np.float32) if self.has_labels else None
+        values = self.targets(split, uncertain) if self.has_labels else None
         out = []
         for i, (image, row) in enumerate(zip(part[IMAGE_COLUMN], part["csv_row"], strict=True)):
             item: dict = {"image": image, "row": int(row), "index": i}
@@ -140,13 +165,36 @@ class Manifest:
         return out
 
     def label_matrix(self, split: str | None) -> np.ndarray:
-        """(n_images, n_labels) uint8 matrix of one split."""
-        return self.select(split)[list(self.labels)].to_numpy(np.uint8)
+        """(n_images, n_labels) float32 matrix of one split as in the CSV: 1, 0, -1 (uncertain), NaN (missing)."""
+        return self.select(split)[list(self.labels)].to_numpy(np.float32)
+
+    def targets(self, split: str | None, uncertain: str = "ignore") -> np.ndarray:
+        """(n_images, n_labels) float32 training targets: 1, 0, or NaN (unknown) after the uncertainty policy."""
+        if uncertain not in UNCERTAIN_POLICIES:
+            raise ValueError(f"uncertain must be one of {', '.join(UNCERTAIN_POLICIES)}; got {uncertain!r}")
+        matrix = self.label_matrix(split)
+        replacement = {"ignore": np.nan, "ones": 1.0, "zeros": 0.0}[uncertain]
+        return np.where(matrix == -1, np.float32(replacement), matrix).astype(np.float32)
 
     def positives(self, split: str | None) -> dict[str, int]:
-        """Number of positive images per label in one split."""
-        counts = self.label_matrix(split).sum(axis=0)
+        """Number of positive (1) images per label in one split."""
+        counts = (self.label_matrix(split) == 1).sum(axis=0)
         return {name: int(c) for name, c in zip(self.labels, counts, strict=True)}
+
+    def label_counts(self, split: str | None) -> dict[str, dict[str, int]]:
+        """Per label: ``positives``, ``negatives``, ``uncertain`` (-1) and ``missing`` (blank) in one split."""
+        matrix = self.label_matrix(split)
+        kinds = {"positives": matrix == 1, "negatives": matrix == 0, "uncertain": matrix == -1}
+        kinds["missing"] = np.isnan(matrix)
+        return {
+            name: {kind: int(mask[:, j].sum()) for kind, mask in kinds.items()} for j, name in enumerate(self.labels)
+        }
+
+
+def _label_values(column: pd.Series) -> pd.Series:
+    """Checked label text -> 1.0, 0.0, -1.0 or NaN."""
+    text = column.str.strip().str.lower()
+    return text.map(lambda v: 1.0 if v in _TRUE else 0.0 if v in _FALSE else -1.0 if v in _UNCERTAIN else np.nan)
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
@@ -240,11 +288,10 @@ def _check_splits(frame: pd.DataFrame) -> list[str]:
 
 def _check_labels(frame: pd.DataFrame, labels: tuple[str, ...]) -> list[str]:
     problems = []
-    allowed = _TRUE | _FALSE
+    allowed = _TRUE | _FALSE | _UNCERTAIN | _MISSING
     for name in labels:
-        values = frame[name].str.strip()
+        values = frame[name].str.strip().str.lower()
         bad = ~values.isin(allowed)
         for row, value in zip(frame.loc[bad, "csv_row"], frame.loc[bad, name], strict=True):
-            shown = "blank" if not value.strip() else repr(value)
-            problems.append(f"row {row}, column '{name}': {shown} is not 0 or 1")
+            problems.append(f"row {row}, column '{name}': {value!r} is not 1, 0, -1 (uncertain) or blank (missing)")
     return problems

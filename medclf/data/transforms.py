@@ -3,7 +3,8 @@
 The whole chain is deterministic, so every image is decoded and resized once and then served from the
 cache::
 
-    ReadImaged            file -> array, reader chosen by file type, source bit depth recorded
+    ReadImaged            file -> array, reader chosen by file type, source bit depth recorded;
+                          DICOM: modality LUT, first VOI LUT / window, MONOCHROME1 inverted
     EnsureChannelFirstd   (H, W[, C]) -> (C, H, W)
     ToGrayscaled          RGB/RGBA/gray+alpha -> one channel, 3-D singleton slices -> 2-D
     Resized               -> (1, S, S), area interpolation
@@ -41,6 +42,8 @@ from monai.transforms import (
     Transform,
 )
 
+from medclf.data.dicom import read_dicom
+
 log = logging.getLogger(__name__)
 
 
@@ -75,8 +78,9 @@ class ReadImaged(MapTransform):
     """Load an image with MONAI's ``LoadImage``, choosing the reader by file type.
 
     PNG/JPEG/BMP/TIFF use PIL (rows first, as displayed), NIfTI uses nibabel and DICOM uses pydicom
-    (a file with another or no suffix is read as DICOM when it has the DICOM magic); MONOCHROME1 DICOMs
-    (bright = low value) are inverted so that bone is bright in every image. Adds
+    (a file with another or no suffix is read as DICOM when it has the DICOM magic). Grayscale DICOMs go
+    through the modality LUT and the first VOI LUT / window (:func:`medclf.data.dicom.read_dicom`);
+    MONOCHROME1 DICOMs (bright = low value) are inverted so that bone is bright in every image. Adds
     ``<key>_bits``: 8 for 8-bit sources, 16 otherwise, so that the cache keeps the source's precision.
     """
 
@@ -104,7 +108,13 @@ class ReadImaged(MapTransform):
         d = dict(data)
         for key in self.key_iterator(d):
             path = str(d[key])
-            img = self._loader(path, reader=self._reader(path))
+            reader = self._reader(path)
+            if reader is self._dicom:  # grayscale DICOMs: modality LUT, window, MONOCHROME1 (medclf.data.dicom)
+                read = read_dicom(path)
+                if read is not None:
+                    d[key], d[f"{key}_bits"] = read
+                    continue
+            img = self._loader(path, reader=reader)
             d[f"{key}_bits"] = 8 if img.dtype in (torch.uint8, torch.bool) else 16
             pixels = img.float()  # resizing is done in float anyway; uint16 lacks some torch kernels
             if _photometric(img) == "MONOCHROME1":  # low values are bright: invert within the value range

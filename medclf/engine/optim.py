@@ -46,9 +46,10 @@ def build_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer) -> An
     return None
 
 
-def pos_weight(label_matrix: np.ndarray) -> torch.Tensor:
-    """negatives / positives per label of a (N, L) 0/1 matrix (1 for a label without positives)."""
-    matrix = torch.as_tensor(label_matrix, dtype=torch.float64)
-    positives = matrix.sum(0)
-    negatives = matrix.shape[0] - positives
+def pos_weight(targets: np.ndarray) -> torch.Tensor:
+    """negatives / positives per label of (N, L) 0/1/NaN targets, counting labelled entries only (1 for a
+    label without positives)."""
+    matrix = torch.as_tensor(targets, dtype=torch.float64)
+    positives = (matrix == 1).sum(0).double()
+    negatives = (matrix == 0).sum(0).double()
     return torch.where(positives > 0, negatives / positives.clamp(min=1), torch.ones_like(positives)).float()

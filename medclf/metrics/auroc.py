@@ -14,31 +14,40 @@ from monai.metrics import compute_roc_auc
 from torchmetrics.functional.classification import binary_accuracy, multilabel_accuracy
 
 
+def class_totals(targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-label (positives, negatives) of (N, L) 0/1 targets; NaN (unknown) entries count as neither."""
+    return (targets == 1).sum(dim=0), (targets == 0).sum(dim=0)
+
+
 def defined_labels(targets: torch.Tensor) -> torch.Tensor:
-    """Boolean (L,) mask of labels with at least one positive and one negative image."""
-    positives = targets.sum(dim=0)
-    return (positives > 0) & (positives < targets.shape[0])
+    """Boolean (L,) mask of labels with at least one positive and one negative labelled image."""
+    positives, negatives = class_totals(targets)
+    return (positives > 0) & (negatives > 0)
 
 
 def roc_auc(probs: torch.Tensor, targets: torch.Tensor) -> list[float | None]:
-    """Per-label AUROC with ``monai.metrics.compute_roc_auc``, on the tensors' device.
+    """Per-label AUROC with ``monai.metrics.compute_roc_auc``, over the images where the label is known.
 
     Returns:
-        One value per label; ``None`` where the label has only one class in ``targets``.
+        One value per label; ``None`` where the label has only one class among its labelled images.
     """
     mask = defined_labels(targets)
     out: list[float | None] = [None] * targets.shape[1]
     columns = torch.nonzero(mask).flatten().tolist()
     if not columns:
         return out
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        # float64: MONAI accumulates in the input's precision, and float32 drifts ~1e-8 from sklearn.
-        values = compute_roc_auc(probs[:, columns].double(), targets[:, columns].double(), average="none")
-    if not isinstance(values, list | tuple):  # a single column comes back as a float
-        values = [values]
-    for column, value in zip(columns, values, strict=True):
-        out[column] = float(value)
+    known = ~torch.isnan(targets)
+    # Fully labelled: one MONAI call over every image; otherwise one per label over its labelled images.
+    groups = [(columns, slice(None))] if bool(known.all()) else [([j], known[:, j]) for j in columns]
+    for group, rows in groups:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            # float64: MONAI accumulates in the input's precision, and float32 drifts ~1e-8 from sklearn.
+            values = compute_roc_auc(probs[rows][:, group].double(), targets[rows][:, group].double(), average="none")
+        if not isinstance(values, list | tuple):  # a single column comes back as a float
+            values = [values]
+        for column, value in zip(group, values, strict=True):
+            out[column] = float(value)
     return out
 
 
@@ -48,11 +57,18 @@ def mean_defined(values: Sequence[float | None]) -> float | None:
     return sum(kept) / len(kept) if kept else None
 
 
-def accuracy(probs: torch.Tensor, targets: torch.Tensor, threshold: float = 0.5) -> float:
-    """Fraction of correct image x label decisions at ``threshold`` (torchmetrics, multilabel)."""
+def accuracy(probs: torch.Tensor, targets: torch.Tensor, threshold: float = 0.5) -> float | None:
+    """Fraction of correct labelled image x label decisions at ``threshold`` (torchmetrics, multilabel)."""
+    known = ~torch.isnan(targets)
+    if not bool(known.any()):
+        return None
+    coded = torch.where(known, targets, torch.full_like(targets, -1)).int()  # -1: ignored by torchmetrics
+    ignore = None if bool(known.all()) else -1
     if targets.shape[1] == 1:  # torchmetrics' multilabel task needs two labels or more
-        return float(binary_accuracy(probs[:, 0], targets[:, 0].int(), threshold=threshold))
-    value = multilabel_accuracy(probs, targets.int(), num_labels=targets.shape[1], threshold=threshold, average="micro")
+        return float(binary_accuracy(probs[:, 0], coded[:, 0], threshold=threshold, ignore_index=ignore))
+    value = multilabel_accuracy(
+        probs, coded, num_labels=targets.shape[1], threshold=threshold, average="micro", ignore_index=ignore
+    )
     return float(value)
 
 
@@ -63,7 +79,7 @@ def classification_metrics(
 
     Args:
         probs: (N, L) probabilities.
-        targets: (N, L) 0/1 targets.
+        targets: (N, L) 0/1 targets; NaN where a label is unknown (left out of every metric).
         labels: L label names.
         threshold: Decision threshold for accuracy.
 
@@ -76,7 +92,7 @@ def classification_metrics(
             f"shapes differ: probs {tuple(probs.shape)}, targets {tuple(targets.shape)}, {len(labels)} labels"
         )
     per_label = roc_auc(probs, targets)
-    positives = targets.sum(dim=0).long().tolist()
+    positives, negatives = (c.long().tolist() for c in class_totals(targets))
     n = targets.shape[0]
     return {
         "n_images": n,
@@ -86,7 +102,8 @@ def classification_metrics(
         "accuracy": accuracy(probs, targets, threshold) if n else None,
         "auroc": dict(zip(labels, per_label, strict=True)),
         "positives": dict(zip(labels, positives, strict=True)),
-        "negatives": {name: n - p for name, p in zip(labels, positives, strict=True)},
+        "negatives": dict(zip(labels, negatives, strict=True)),
+        "labelled": {name: p + q for name, p, q in zip(labels, positives, negatives, strict=True)},
     }
 
 
@@ -98,6 +115,8 @@ def youden_thresholds(probs: torch.Tensor, targets: torch.Tensor, default: float
     """
     probs, targets = probs.double(), targets.double()
     n_labels = targets.shape[1]
+    if bool(torch.isnan(targets).any()):  # unknown entries: each label over its labelled images
+        return [_youden_one(probs[:, j], targets[:, j], default) for j in range(n_labels)]
     values, order = probs.sort(dim=0, descending=True)
     hits = targets.gather(0, order)
     tp = hits.cumsum(0)
@@ -112,3 +131,10 @@ def youden_thresholds(probs: torch.Tensor, targets: torch.Tensor, default: float
     chosen = values.gather(0, best.unsqueeze(0)).squeeze(0)
     defined = defined_labels(targets)
     return [float(chosen[i]) if defined[i] else default for i in range(n_labels)]
+
+
+def _youden_one(probs: torch.Tensor, targets: torch.Tensor, default: float) -> float:
+    known = ~torch.isnan(targets)
+    if not bool(known.any()):
+        return default
+    return youden_thresholds(probs[known].unsqueeze(1), targets[known].unsqueeze(1), default)[0]

@@ -115,6 +115,8 @@ def bootstrap_auroc(
 ) -> torch.Tensor:
     """AUROC of every label on ``n_resamples`` bootstrap resamples of the images.
 
+    Every label sees the same resamples (a paired bootstrap); a label's NaN (unknown) targets are left out.
+
     Images are sorted once; a resample is a vector of counts (how often each image was drawn), so every
     resample's AUROC is a weighted rank statistic over the same order. Resamples are processed in chunks
     of about ``max_elements`` weights on the inputs' device.
@@ -124,7 +126,10 @@ def bootstrap_auroc(
     """
     n, n_labels = probs.shape
     device = probs.device
-    values, hits, order = _sorted_scores(probs, targets)
+    known = ~torch.isnan(targets)
+    values, hits, order = _sorted_scores(probs, torch.where(known, targets, torch.zeros_like(targets)))
+    # An unknown target takes no part: its image keeps weight 0 for that label in every resample.
+    label_mask = None if bool(known.all()) else known.t().gather(1, order).float()
     sorted_targets = hits.float()
     run, first, last = _tie_runs(values)
     first, last = first[run], last[run]
@@ -136,7 +141,8 @@ def bootstrap_auroc(
         size = min(chunk, n_resamples - start)
         draws = torch.randint(0, n, (size, n), generator=generator, device=device)
         counts = torch.zeros(size, n, device=device).scatter_add_(1, draws, torch.ones(size, n, device=device))
-        out.append(_weighted_auroc(sorted_targets, first, last, counts[:, order]))
+        weights = counts[:, order] if label_mask is None else counts[:, order] * label_mask
+        out.append(_weighted_auroc(sorted_targets, first, last, weights))
     return torch.cat(out) if out else torch.empty(0, n_labels, device=device)
 
 

@@ -16,7 +16,8 @@ def _as_1d(probs_1d: np.ndarray, targets_1d: np.ndarray) -> tuple[np.ndarray, np
         raise ValueError(f"scores and targets differ in length: {scores.size} vs {truth.size}")
     if not np.all(np.isfinite(scores)):
         raise ValueError("probabilities must be finite")
-    return scores, (truth > 0).astype(np.float64)
+    known = ~np.isnan(truth.astype(np.float64))  # unknown (NaN) targets take no part
+    return scores[known], (truth[known] > 0).astype(np.float64)
 
 
 def _cumulative_counts(probs_1d: np.ndarray, targets_1d: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -39,9 +40,8 @@ def _cumulative_counts(probs_1d: np.ndarray, targets_1d: np.ndarray) -> tuple[np
 
 def class_counts(targets_1d: np.ndarray) -> tuple[int, int]:
     """``(positives, negatives)`` of one label's 0/1 targets."""
-    truth = np.asarray(targets_1d).reshape(-1) > 0
-    positives = int(truth.sum())
-    return positives, int(truth.size - positives)
+    truth = np.asarray(targets_1d, dtype=np.float64).reshape(-1)
+    return int((truth > 0).sum()), int((truth <= 0).sum())  # NaN (unknown) is neither
 
 
 def roc_curve_points(probs_1d: np.ndarray, targets_1d: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
@@ -107,7 +107,7 @@ def confusion_counts(probs: np.ndarray, targets: np.ndarray, thresholds: Sequenc
 
     Returns:
         (L, 2, 2) int array indexed ``[label, true, predicted]``: ``[[TN, FP], [FN, TP]]``; each label's
-        counts sum to N.
+        counts sum to its number of labelled images (NaN targets are left out).
     """
     probs, targets = check_probs_targets(probs, targets)
     cuts = np.asarray(thresholds, dtype=np.float64).reshape(-1)
@@ -115,9 +115,10 @@ def confusion_counts(probs: np.ndarray, targets: np.ndarray, thresholds: Sequenc
         raise ValueError(f"{cuts.size} thresholds for {probs.shape[1]} labels")
     predicted = probs >= cuts[None, :]
     truth = targets > 0
+    known = ~np.isnan(targets)
     out = np.empty((probs.shape[1], 2, 2), dtype=np.int64)
-    out[:, 0, 0] = np.sum(~truth & ~predicted, axis=0)
-    out[:, 0, 1] = np.sum(~truth & predicted, axis=0)
+    out[:, 0, 0] = np.sum(known & ~truth & ~predicted, axis=0)
+    out[:, 0, 1] = np.sum(known & ~truth & predicted, axis=0)
     out[:, 1, 0] = np.sum(truth & ~predicted, axis=0)
     out[:, 1, 1] = np.sum(truth & predicted, axis=0)
     return out
@@ -163,4 +164,5 @@ def check_probs_targets(
         raise ValueError(f"probs and targets must be the same (N, L) shape, got {probs.shape} and {targets.shape}")
     if labels is not None and len(labels) != probs.shape[1]:
         raise ValueError(f"{len(labels)} label names for {probs.shape[1]} columns")
-    return probs, (targets > 0).astype(np.int64)
+    targets = np.asarray(targets, dtype=np.float64)
+    return probs, np.where(np.isnan(targets), np.nan, targets > 0)

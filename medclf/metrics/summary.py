@@ -43,7 +43,8 @@ def evaluation_report(
     """Everything a results table needs, per label and averaged.
 
     Per label: AUROC (MONAI) with a percentile bootstrap interval (images resampled, seeded), average
-    precision, positives/negatives, and at the label's threshold the 2x2 counts, sensitivity, specificity,
+    precision, positives/negatives/labelled images (NaN targets are unknown and left out), and at the
+    label's threshold the 2x2 counts, sensitivity, specificity,
     PPV, NPV, F1 and accuracy. ``macro`` averages each quantity over the labels where it is defined (the
     macro AUROC interval is the interval of the per-resample macro mean); ``micro`` pools every
     image x label decision.
@@ -77,6 +78,7 @@ def evaluation_report(
             "average_precision": average_precision(probs_np[:, j], targets_np[:, j]),
             "positives": base["positives"][name],
             "negatives": base["negatives"][name],
+            "labelled": base["labelled"][name],
             "threshold": float(thresholds[j]),
             "tp": tp, "fp": fp, "tn": tn, "fn": fn,
             **operating_point(tp, fp, tn, fn),
@@ -85,7 +87,8 @@ def evaluation_report(
     macro = {k: mean_defined([row[k] for row in per_label]) for k in keys}
     macro.update(auroc_ci_low=macro_low, auroc_ci_high=macro_high)
     pooled = counts.sum(axis=0)
-    micro_auroc = float(rank_auroc(probs.reshape(-1, 1), targets.reshape(-1, 1))[0])
+    known = ~torch.isnan(targets.reshape(-1))  # pooled over the labelled image x label entries
+    micro_auroc = float(rank_auroc(probs.reshape(-1, 1)[known], targets.reshape(-1, 1)[known])[0])
     micro = {
         "auroc": None if math.isnan(micro_auroc) else micro_auroc,
         "average_precision": average_precision(probs_np.reshape(-1), targets_np.reshape(-1)),
@@ -103,7 +106,8 @@ def most_confident_errors(probs_1d: np.ndarray, targets_1d: np.ndarray, threshol
     probability sits from the truth (``|prob - target|``).
     """
     probs = np.asarray(probs_1d, dtype=np.float64)
-    truth = np.asarray(targets_1d) > 0
-    wrong = np.flatnonzero((probs >= threshold) != truth)
+    targets = np.asarray(targets_1d, dtype=np.float64)
+    truth = targets > 0
+    wrong = np.flatnonzero(((probs >= threshold) != truth) & ~np.isnan(targets))  # unknown truth: never wrong
     distance = np.abs(probs[wrong] - truth[wrong])
     return [int(i) for i in wrong[np.argsort(-distance, kind="stable")][:count]]

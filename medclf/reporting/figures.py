@@ -118,11 +118,11 @@ def confusion_figure(
     """
     probs, targets = check_probs_targets(probs, targets, labels)
     counts = confusion_counts(probs, targets, thresholds)
-    n_images = probs.shape[0]
     fig, axes = _panel_grid(len(labels), "Confusion matrices (prediction positive when prob >= threshold)")
     for j, (ax, name) in enumerate(zip(axes, labels, strict=True)):
         matrix = counts[j]
-        share = matrix / n_images if n_images else np.zeros((2, 2))
+        labelled = matrix.sum()
+        share = matrix / labelled if labelled else np.zeros((2, 2))
         ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
         for t in range(2):
             for p in range(2):

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from medclf.reporting.files import write_csv
@@ -80,7 +81,7 @@ def write_predictions(
     (if thresholds are given; 1 when prob >= threshold), and ``error`` for unreadable images (listed last,
     without probabilities)."""
     probs = probs.detach().double().cpu().numpy()
-    truth = targets.detach().cpu().numpy().astype(int) if targets is not None else None
+    truth = targets.detach().double().cpu().numpy() if targets is not None else None
     columns = ["image", "row"]
     if truth is not None:
         columns += [f"true_{n}" for n in labels]
@@ -94,7 +95,7 @@ def write_predictions(
         record: dict[str, Any] = {"image": image, "row": row}
         for j, name in enumerate(labels):
             if truth is not None:
-                record[f"true_{name}"] = int(truth[i, j])
+                record[f"true_{name}"] = None if np.isnan(truth[i, j]) else int(truth[i, j])  # unknown: blank
             record[f"prob_{name}"] = float(probs[i, j])
             if thresholds is not None:
                 record[f"pred_{name}"] = int(probs[i, j] >= thresholds[j])

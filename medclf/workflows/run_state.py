@@ -27,6 +27,7 @@ from medclf.engine.distributed import (
     shard_eval,
     shard_records,
 )
+from medclf.engine.loss import MaskedBCEWithLogitsLoss
 from medclf.engine.optim import build_optimizer, build_scheduler, pos_weight
 from medclf.engine.seeding import restore_rng_states, rng_states, seed_everything
 from medclf.model.checkpoint import (
@@ -118,10 +119,11 @@ def _build(config: TrainConfig, world: World, device: torch.device, run_dir: Pat
     """Data (manifest -> this rank's cached samples -> loaders), then the model, loss and optimiser."""
     show_progress = config.progress and world.main
     manifest = Manifest.from_csv(config.csv, config.labels, required_splits=("TRAIN", "VALIDATION"))
-    log_label_counts(manifest)
+    log_label_counts(manifest, config.uncertain)
     chain = preprocessing(config.image_size, manifest.labels)
-    val_records, val_batches = shard_eval(manifest.records("VALIDATION"), config.batch_size, world)
-    records = {"TRAIN": shard_records(manifest.records("TRAIN"), world, config.seed), "VALIDATION": val_records}
+    val_records, val_batches = shard_eval(manifest.records("VALIDATION", config.uncertain), config.batch_size, world)
+    train_records = manifest.records("TRAIN", config.uncertain)
+    records = {"TRAIN": shard_records(train_records, world, config.seed), "VALIDATION": val_records}
     datasets = {
         split: build_dataset(
             part, chain, cache=config.cache, cache_rate=config.cache_rate, cache_dir=config.cache_dir,
@@ -140,7 +142,7 @@ def _build(config: TrainConfig, world: World, device: torch.device, run_dir: Pat
         load_torchvision_densenet(net, config.pretrained)
     channels_last = config.channels_last and device.type == "cuda"
     net = net.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
-    weights = pos_weight(manifest.label_matrix("TRAIN")).to(device) if config.pos_weight else None
+    weights = pos_weight(manifest.targets("TRAIN", config.uncertain)).to(device) if config.pos_weight else None
     optimizer = build_optimizer(config, net)
     amp_dtype, scaler = amp_settings(device, config.amp)
     log.info(
@@ -151,7 +153,7 @@ def _build(config: TrainConfig, world: World, device: torch.device, run_dir: Pat
     )  # fmt: skip
     return Run(
         config=config, world=world, device=device, run_dir=run_dir, manifest=manifest, sampler=sampler,
-        train_loader=train_loader, val_loader=val_loader, net=net, criterion=nn.BCEWithLogitsLoss(pos_weight=weights),
+        train_loader=train_loader, val_loader=val_loader, net=net, criterion=MaskedBCEWithLogitsLoss(weights),
         optimizer=optimizer, scheduler=build_scheduler(config, optimizer), scaler=scaler, amp_dtype=amp_dtype,
         channels_last=channels_last, reported=reported,
     )  # fmt: skip

@@ -141,7 +141,7 @@ def train_one_epoch(run: Run, state: TrainState, epoch: int, stop_signal: Callab
         run.trainable = epoch > config.freeze_backbone_epochs
         set_backbone_trainable(run.net, run.trainable)
         run.model = wrap_model(run.net, world, run.device, config.compile)  # DDP must see the trainable set
-    augment = AffineFlip() if config.augment else None
+    augment = AffineFlip(flip_prob=0.5 if config.hflip else 0.0) if config.augment else None
 
     def augment_step(images: torch.Tensor, step: int) -> torch.Tensor:
         return augment(images, generator(config.seed, epoch, step, world.rank))  # type: ignore[misc]

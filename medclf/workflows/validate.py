@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from medclf.config import ValidateConfig, settings_dict
+from medclf.config import ValidateConfig, parse_label_map, settings_dict
 from medclf.data.manifest import Manifest
 from medclf.data.transforms import load_image
 from medclf.errors import ConfigError, ImageError
@@ -69,10 +69,16 @@ def evaluate(config: ValidateConfig | None = None, **overrides: Any) -> Evaluati
         raise ConfigError("evaluate needs a checkpoint and a csv")
     checkpoint = load_checkpoint(config.checkpoint, map_location="cpu")
     labels, image_size = list(checkpoint.labels), int(checkpoint.image_size)
-    manifest = Manifest.from_csv(config.csv, labels, required_splits=(config.split,))
+    manifest = Manifest.from_csv(
+        config.csv, labels, required_splits=(config.split,), label_map=parse_label_map(config.label_map),
+        allow_absent_labels=True,
+    )  # fmt: skip
+    if manifest.absent_labels:
+        log.warning("%s lacks label column(s) %s: not evaluated", config.csv, ", ".join(manifest.absent_labels))
     thresholds, threshold_source = resolve_thresholds(config, checkpoint)
+    records = manifest.records(config.split, checkpoint.config.get("uncertain", "ignore"))  # as in training
     result, n_records = run_inference(
-        checkpoint, manifest.records(config.split), with_labels=True, device=config.device, amp=config.amp,
+        checkpoint, records, with_labels=True, device=config.device, amp=config.amp,
         batch_size=config.batch_size, num_workers=config.num_workers, progress=config.progress, desc=config.split,
     )  # fmt: skip
     if result.targets is None or len(result.paths) == 0:
@@ -95,6 +101,7 @@ def evaluate(config: ValidateConfig | None = None, **overrides: Any) -> Evaluati
         "checkpoint_epoch": checkpoint.epoch,
         "csv": str(config.csv),
         "split": config.split,
+        "absent_labels": list(manifest.absent_labels),
         **metrics,
         "skipped_images": result.skipped,
         "settings": settings_dict(config),
@@ -147,7 +154,7 @@ def _write_figures(
             figures.calibration_figure(probs, targets, labels),
         ),
     }
-    label = config.errors_label or labels[int(np.argmax(targets.sum(axis=0)))]
+    label = config.errors_label or labels[int(np.argmax(np.nansum(targets, axis=0)))]
     if label not in labels:
         raise ConfigError(f"errors_label {label!r} is not one of the checkpoint's labels: {', '.join(labels)}")
     built["most_confident_errors.png"] = (
@@ -172,6 +179,7 @@ def _write_figures(
         ("Confidence intervals", f"{metrics['bootstrap']['resamples']} bootstrap resamples of the images, "
                                  f"seed {metrics['bootstrap']['seed']}, percentile 95%"),
         ("Unreadable images", str(len(metrics["skipped_images"]))),
+        ("Labels absent from the data", ", ".join(metrics["absent_labels"]) or "none"),
     ]  # fmt: skip
     columns, rows = _html_rows(metrics)
     title = f"medclf evaluation: {Path(metrics['checkpoint']).name} on {metrics['split']}"

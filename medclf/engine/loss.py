@@ -1,0 +1,34 @@
+"""The training loss: binary cross-entropy over the labelled entries only.
+
+A target of NaN means "unknown" (a blank cell, or an uncertain one under ``--uncertain ignore``): it is
+left out of the loss, and the mean runs over the labelled entries (as torchxrayvision does across data
+sets with different label sets).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class MaskedBCEWithLogitsLoss(nn.Module):
+    """``BCEWithLogitsLoss`` (mean) over the entries whose target is not NaN.
+
+    Args:
+        pos_weight: Optional (L,) weight of the positive class per label.
+    """
+
+    def __init__(self, pos_weight: torch.Tensor | None = None) -> None:
+        super().__init__()
+        self.register_buffer("pos_weight", pos_weight)
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Mean loss over labelled entries; 0 (with a gradient) for a batch with none."""
+        known = ~torch.isnan(targets)
+        if bool(known.all()):  # fully labelled: exactly the plain loss
+            return F.binary_cross_entropy_with_logits(logits, targets, pos_weight=self.pos_weight)
+        per_entry = F.binary_cross_entropy_with_logits(
+            logits, torch.where(known, targets, torch.zeros_like(targets)), pos_weight=self.pos_weight, reduction="none"
+        )
+        return (per_entry * known).sum() / known.sum().clamp(min=1)
