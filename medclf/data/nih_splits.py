@@ -102,20 +102,38 @@ def read_label_file(path: Path) -> pd.DataFrame:
     return frame
 
 
-def _read_data_entry(path: Path) -> pd.DataFrame:
+def read_source_csv(path: str | os.PathLike, required: Sequence[str], what: str) -> pd.DataFrame:
+    """An official CSV file as stripped text (blank cells as ``""``), with its required columns checked.
+
+    Args:
+        path: The file.
+        required: Columns that must be present.
+        what: What the file is, for messages (e.g. ``"CheXpert label file"``).
+
+    Raises:
+        ManifestError: The file is missing, unreadable, lacks a required column or has no row.
+    """
+    path = Path(path)
     if not path.is_file():
-        raise ManifestError(path, [f"file not found: {path}"])
+        raise ManifestError(path, [f"{what} not found: {path}"])
     try:
         raw = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     except (UnicodeDecodeError, OSError, EOFError, pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as e:
-        raise ManifestError(path, [f"cannot read the label file: {e}"]) from None
+        raise ManifestError(path, [f"cannot read the {what}: {e}"]) from None
     raw.columns = [str(c).strip() for c in raw.columns]
-    missing = [c for c in _SOURCE_COLUMNS if c not in raw.columns]
+    missing = [c for c in required if c not in raw.columns]
     if missing:
         found = ", ".join(raw.columns) or "none"
         raise ManifestError(path, [f"missing column {c!r} (found: {found})" for c in missing])
     if raw.empty:
-        raise ManifestError(path, ["the label file has a header but no rows"])
+        raise ManifestError(path, [f"the {what} has a header but no rows"])
+    for column in raw.columns:
+        raw[column] = raw[column].str.strip()
+    return raw
+
+
+def _read_data_entry(path: Path) -> pd.DataFrame:
+    raw = read_source_csv(path, list(_SOURCE_COLUMNS), "label file")
     for column in _SOURCE_COLUMNS:
         raw[column] = raw[column].str.strip()
     problems = []
