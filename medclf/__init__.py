@@ -22,6 +22,8 @@ __version__ = "0.1.0"
 # public name -> module that defines it
 _EXPORTS = {
     "CheckpointError": "medclf.errors",
+    "CompareConfig": "medclf.config",
+    "ComparisonError": "medclf.errors",
     "ConfigError": "medclf.errors",
     "EvaluationResult": "medclf.workflows.validate",
     "ExplainConfig": "medclf.config",
@@ -38,6 +40,8 @@ _EXPORTS = {
     "ValidateConfig": "medclf.config",
     "build_model": "medclf.model.networks",
     "classification_metrics": "medclf.metrics.auroc",
+    "compare_models": "medclf.workflows.compare",
+    "delong_test": "medclf.metrics.delong",
     "evaluate": "medclf.workflows.validate",
     "explain_image": "medclf.workflows.explain",
     "gradcam_heatmap": "medclf.model.gradcam",

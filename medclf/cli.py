@@ -44,8 +44,10 @@ def build_parser(cls: type, prog: str, description: str) -> argparse.ArgumentPar
         if kind is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif typing.get_origin(kind) is list:
+            # extend: --csv a.csv --csv b.csv and --csv a.csv b.csv both give both
             kwargs["nargs"] = "+"
-            kwargs["metavar"] = "NAME"
+            kwargs["action"] = "extend"
+            kwargs["metavar"] = "PATH" if f.name == "csv" else "NAME"
         else:
             kwargs["type"] = kind
             if f.metadata.get("choices"):

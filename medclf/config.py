@@ -35,7 +35,12 @@ def _opt(default: Any, help: str, choices: tuple | None = None, required: bool =
 class TrainConfig:
     """Settings of ``python -m medclf.train``."""
 
-    csv: str = _opt("", "manifest CSV (image, split, one 1/0/-1/blank column per label)", required=True)
+    csv: list[str] = _opt(
+        [],
+        "manifest CSV (image, split, one 1/0/-1/blank column per label); several (--csv a.csv --csv b.csv) "
+        "train on their union, a label missing from one set being unknown for its images",
+        required=True,
+    )
     out: str = _opt("", "run folder for checkpoints and logs (default: runs/<date-time>)")
     config: str = _opt("", "YAML or JSON file whose keys set defaults for these flags")
     labels: list[str] = _opt(NIH_LABELS, "label columns, in output order (space or comma separated)")
@@ -89,6 +94,7 @@ class TrainConfig:
         if isinstance(self.labels, str):
             self.labels = [self.labels]
         self.labels = _split_names(self.labels)
+        self.csv = _paths(self.csv)
 
 
 @dataclass
@@ -107,7 +113,11 @@ class ValidateConfig(_InferenceSettings):
     """Settings of ``python -m medclf.validate``."""
 
     checkpoint: str = _opt("", "checkpoint file (best.pt or last.pt)", required=True)
-    csv: str = _opt("", "manifest CSV with the checkpoint's label columns", required=True)
+    csv: list[str] = _opt(
+        [],
+        "manifest CSV with some or all of the checkpoint's label columns; several are evaluated together",
+        required=True,
+    )
     split: str = _opt("TEST", "split to evaluate", SPLITS)
     out: str = _opt("", "output folder (default: next to the checkpoint, <stem>_<split>)")
     config: str = _opt("", "YAML or JSON file whose keys set defaults for these flags")
@@ -118,14 +128,25 @@ class ValidateConfig(_InferenceSettings):
     label_map: str = _opt(
         "", "rename CSV columns to the checkpoint's labels: old=new,... (e.g. pleural_effusion=effusion)"
     )
+    subgroups: str = _opt(
+        "",
+        "report per group of manifest columns, e.g. sex,view,age=0-40,40-60,60- (source: added when the "
+        "data holds several data sets)",
+    )
+    calibration: bool = _opt(True, "apply the checkpoint's temperature scaling to the probabilities (off: raw outputs)")
+    calibrate: bool = _opt(False, "fit temperature scaling on the VALIDATION split of --csv now (older checkpoints)")
+    tta: bool = _opt(False, "test-time augmentation: average over shifted copies (and mirrors if trained with flips)")
+    embeddings: bool = _opt(False, "write penultimate-layer features: TensorBoard projector and embeddings.png")
+    embeddings_max: int = _opt(2000, "at most this many images in the embeddings, a seeded sample (0: all)")
     errors_label: str = _opt("", "label for most_confident_errors.png (default: the one with most positives)")
     errors_count: int = _opt(16, "images in most_confident_errors.png")
     figures: bool = _opt(True, "write the plots and report.html (off: metrics and predictions only)")
 
     def __post_init__(self) -> None:
         self.split = self.split.upper()
+        self.csv = _paths(self.csv)
         _check_common(self)
-        for name in ("batch_size", "bootstrap", "errors_count"):
+        for name in ("batch_size", "bootstrap", "errors_count", "embeddings_max"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         parse_label_map(self.label_map)
@@ -142,6 +163,8 @@ class PredictConfig(_InferenceSettings):
     out: str = _opt("", "output folder for predictions.csv (default: next to the checkpoint, <stem>_predict)")
     config: str = _opt("", "YAML or JSON file whose keys set defaults for these flags")
     threshold: float = _opt(0.0, "one decision threshold for all labels (0: the checkpoint's per-label ones)")
+    calibration: bool = _opt(True, "apply the checkpoint's temperature scaling to the probabilities (off: raw outputs)")
+    tta: bool = _opt(False, "test-time augmentation: average over shifted copies (and mirrors if trained with flips)")
 
     def __post_init__(self) -> None:
         self.split = self.split.upper()
@@ -201,6 +224,12 @@ def _positive(settings: Any, *names: str) -> None:
     for name in names:
         if getattr(settings, name) <= 0:
             raise ConfigError(f"{name} must be positive, got {getattr(settings, name)}")
+
+
+def _paths(values: str | list[str]) -> list[str]:
+    """One path or several as a list; paths are not split at commas (a file name may hold one)."""
+    values = [values] if isinstance(values, str) else list(values)
+    return [str(v) for v in values if str(v).strip()]
 
 
 def _split_names(values: list[str]) -> list[str]:
@@ -295,3 +324,25 @@ def load_settings(cls: type[T], path: str | Path) -> T:
 def settings_dict(settings: Any) -> dict[str, Any]:
     """Plain-value copy of settings, for JSON files and checkpoints."""
     return dataclasses.asdict(settings)
+
+
+@dataclass
+class CompareConfig:
+    """Settings of ``python -m medclf.compare`` (A and B may also be given as two leading positionals)."""
+
+    a: str = _opt("", "model A: a validate output folder or its predictions.csv", required=True)
+    b: str = _opt("", "model B: a validate output folder or its predictions.csv (difference = B - A)", required=True)
+    out: str = _opt("", "output folder (default: ./compare_<name A>_vs_<name B>)")
+    config: str = _opt("", "YAML or JSON file whose keys set defaults for these flags")
+    name_a: str = _opt("", "display name of model A (default: its folder name)")
+    name_b: str = _opt("", "display name of model B (default: its folder name)")
+    bootstrap: int = _opt(2000, "paired bootstrap resamples for the 95% intervals and the macro p-value (0: none)")
+    seed: int = _opt(0, "seed of the bootstrap")
+    figures: bool = _opt(True, "write comparison.png (off: comparison.json and comparison.csv only)")
+
+    def __post_init__(self) -> None:
+        _check_common(self)
+        if self.bootstrap < 0:
+            raise ConfigError(f"bootstrap must be >= 0, got {self.bootstrap}")
+        if self.seed < 0:
+            raise ConfigError(f"seed must be >= 0, got {self.seed}")

@@ -40,3 +40,7 @@ class ImageError(MedclfError):
 
 class TrainingError(MedclfError):
     """Training cannot go on (non-finite loss, out of memory, ...)."""
+
+
+class ComparisonError(MedclfError):
+    """Two prediction tables cannot be compared (other images, no common labels, conflicting truth)."""

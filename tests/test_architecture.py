@@ -31,7 +31,7 @@ def test_functions_and_modules_are_short() -> None:
 def test_every_command_has_a_console_script() -> None:
     setup = (PACKAGE.parent / "setup.cfg").read_text(encoding="utf-8")
     commands = [p.stem for p in PACKAGE.glob("*.py") if "def main(" in p.read_text(encoding="utf-8")]
-    assert sorted(commands) == ["explain", "predict", "train", "validate"]
+    assert sorted(commands) == ["compare", "explain", "predict", "train", "validate"]
     for name in commands:
         assert f"medclf-{name} = medclf.{name}:main" in setup
 
@@ -46,11 +46,13 @@ def test_checkpoint_written_by_0_1_0_still_loads(tmp_path: Path) -> None:
     model = model_from_checkpoint(checkpoint)
     assert model(torch.zeros(2, 1, 32, 32)).shape == (2, 14)
 
-    # Saving the typed object writes the same keys and values as 0.1.0 did.
+    # Saving the typed object writes the same keys and values as 0.1.0 did, plus the newer fields
+    # (temperatures: none fitted in 0.1.0, so raw outputs are used).
+    assert checkpoint.temperatures == []
     save_checkpoint(tmp_path / "again.pt", checkpoint)
     raw_old = torch.load(OLD_CHECKPOINT, weights_only=True)
     raw_new = torch.load(tmp_path / "again.pt", weights_only=True)
-    assert set(raw_new) == set(raw_old)
+    assert set(raw_new) == set(raw_old) | {"temperatures"} and raw_new["temperatures"] == []
     for name, tensor in raw_old["model"].items():
         assert torch.equal(tensor, raw_new["model"][name]), name
     assert raw_new["history"] == raw_old["history"] and raw_new["config"] == raw_old["config"]

@@ -16,6 +16,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from medclf import TrainConfig, ValidateConfig, evaluate, train
 from medclf.config import PredictConfig
 from medclf.metrics.bootstrap import bootstrap_auroc, rank_auroc
+from medclf.metrics.calibration import scale_thresholds
 from medclf.workflows.predict import predict_images
 
 from .conftest import shared_path
@@ -157,8 +158,10 @@ def test_predict_on_a_folder_of_unlabeled_images(checkpoint: str, synthetic_csv:
     assert broken["error"] and broken["prob_effusion"] == ""
     good = next(r for r in rows if r["image"].endswith("scan.dcm"))
     state = torch.load(checkpoint, weights_only=True)
+    # The checkpoint's thresholds (on raw outputs) move with the calibrated probabilities.
+    assert result.thresholds == pytest.approx(scale_thresholds(state["thresholds"], state["temperatures"]))
     for j, label in enumerate(state["labels"]):
-        assert int(good[f"pred_{label}"]) == int(float(good[f"prob_{label}"]) >= state["thresholds"][j])
+        assert int(good[f"pred_{label}"]) == int(float(good[f"prob_{label}"]) >= result.thresholds[j])
 
 
 def test_predict_cli_on_a_csv_without_labels(checkpoint: str, synthetic_csv: Path, tmp_path: Path) -> None:

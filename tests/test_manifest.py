@@ -44,7 +44,7 @@ img/d.png, test ,1,1,20
     m = Manifest.from_csv(csv, LABELS)
     assert list(m.frame["split"]) == ["TRAIN", "TRAIN", "VALIDATION", "TEST"]
     assert Path(m.frame["image"][0]) == folder / "img" / "a.png"
-    assert m.positives("TRAIN") == {"effusion": 1, "mass": 0}
+    assert m.positives("TRAIN").set_index("label")["positives"].to_dict() == {"effusion": 1, "mass": 0}
     assert m.label_matrix("TEST").tolist() == [[1, 1]]
     records = m.records("VALIDATION")
     assert records[0]["row"] == 4 and records[0]["index"] == 0
@@ -54,7 +54,13 @@ img/d.png, test ,1,1,20
 
 def test_float_formatted_zero_one_are_accepted(folder: Path) -> None:
     csv = write_csv(folder / "m.csv", "image,split,effusion,mass\nimg/a.png,TRAIN,1.0,0.0\nimg/b.png,VALIDATION,0,1")
-    assert Manifest.from_csv(csv, LABELS).positives(None) == {"effusion": 1, "mass": 1}
+    counts = Manifest.from_csv(csv, LABELS).positives()
+    assert counts[["split", "label", "positives", "negatives"]].values.tolist() == [
+        ["TRAIN", "effusion", 1, 0],
+        ["TRAIN", "mass", 0, 1],
+        ["VALIDATION", "effusion", 0, 1],
+        ["VALIDATION", "mass", 1, 0],
+    ]
 
 
 def test_every_problem_is_listed_with_row_and_column(folder: Path) -> None:

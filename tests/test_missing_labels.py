@@ -39,7 +39,11 @@ def test_manifest_reads_uncertain_and_missing_and_applies_the_policy(tmp_path: P
     counts = manifest.label_counts("TRAIN")
     assert counts["effusion"] == {"positives": 2, "negatives": 1, "uncertain": 1, "missing": 0}
     assert counts["mass"] == {"positives": 0, "negatives": 1, "uncertain": 1, "missing": 2}
-    assert manifest.positives("TRAIN") == {"effusion": 2, "mass": 0}
+    table = manifest.positives()
+    assert list(table.columns) == ["split", "label", "positives", "negatives", "uncertain", "missing"]
+    train = table[table["split"] == "TRAIN"].set_index("label")
+    assert train.loc["mass"].tolist() == ["TRAIN", 0, 1, 1, 2]
+    assert table[table["split"] == "VALIDATION"].set_index("label").loc["effusion", "missing"] == 1
     ignore = manifest.targets("TRAIN", "ignore")
     assert np.isnan(ignore[1, 0]) and np.isnan(ignore[1, 1]) and np.isnan(ignore[2, 1]) and np.isnan(ignore[3, 1])
     assert manifest.targets("TRAIN", "ones")[1, 0] == 1 and manifest.targets("TRAIN", "zeros")[3, 1] == 0

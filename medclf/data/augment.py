@@ -52,3 +52,29 @@ class AffineFlip:
         theta = theta.to(device=images.device, dtype=images.dtype)
         grid = F.affine_grid(theta, list(images.shape), align_corners=False)
         return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def tta_views(shift: float = 0.04, hflip: bool = False) -> list[torch.Tensor]:
+    """Fixed affine matrices for test-time augmentation: the image itself first, then shifts of
+    ``shift`` (fraction of the side) left, right, up and down, then its mirror image when ``hflip``.
+
+    Only transforms the model saw in training are used: shifts always (within the training range), a
+    mirror only when the model was trained with flips (a chest film mirrored puts the heart on the right).
+
+    Returns:
+        (V, 2, 3) float64 matrices for :func:`apply_view`.
+    """
+    moves = [(0.0, 0.0), (-shift, 0.0), (shift, 0.0), (0.0, -shift), (0.0, shift)]
+    views = [torch.tensor([[1.0, 0.0, 2 * dx], [0.0, 1.0, 2 * dy]], dtype=torch.float64) for dx, dy in moves]
+    if hflip:
+        views.append(torch.tensor([[-1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], dtype=torch.float64))
+    return views
+
+
+def apply_view(images: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """One fixed affine transform of a (B, C, H, W) float batch; the identity returns the batch itself."""
+    if torch.equal(theta, torch.eye(2, 3, dtype=theta.dtype)):
+        return images
+    theta = theta.to(device=images.device, dtype=images.dtype).expand(images.shape[0], 2, 3)
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)

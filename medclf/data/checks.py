@@ -4,21 +4,27 @@ from __future__ import annotations
 
 import logging
 
+import pandas as pd
+
 from medclf.config import TrainConfig
 from medclf.data.loaders import cached_errors, scan_errors
-from medclf.data.manifest import Manifest
+from medclf.data.manifest import SPLITS, Manifest
 from medclf.errors import ImageError
 
 log = logging.getLogger(__name__)
 
 
 def log_label_counts(manifest: Manifest, uncertain: str = "ignore") -> None:
-    """Log positives, negatives, uncertain and missing per label and split; warn about labels that have
-    only one class (after the uncertainty policy) or no label at all in TRAIN."""
+    """Log positives, negatives, uncertain and missing per label and split (and the data sets combined);
+    warn about labels that have only one class (after the uncertainty policy) or no label at all."""
+    log.info("labels per split (uncertain -1 used as: %s; blank is always masked):\n%s", uncertain,
+             label_counts_table(manifest.positives()))  # fmt: skip
+    if "source" in manifest.frame.columns and manifest.frame["source"].nunique() > 1:
+        sizes = manifest.frame.groupby(["source", "split"], sort=False).size()
+        parts = [f"{src}: " + ", ".join(f"{sizes[src, s]} {s}" for s in SPLITS if (src, s) in sizes.index)
+                 for src in dict.fromkeys(manifest.frame["source"])]  # fmt: skip
+        log.info("data sets: %s", "; ".join(parts))
     for split in ("TRAIN", "VALIDATION"):
-        counts = manifest.label_counts(split)
-        if any(c["uncertain"] or c["missing"] for c in counts.values()):
-            log.info("%s labels (uncertain: %s):\n%s", split, uncertain, label_counts_table(counts))
         targets = manifest.targets(split, uncertain)
         positives, negatives = (targets == 1).sum(axis=0), (targets == 0).sum(axis=0)
         unlabelled = [name for j, name in enumerate(manifest.labels) if positives[j] + negatives[j] == 0]
@@ -35,12 +41,23 @@ def log_label_counts(manifest: Manifest, uncertain: str = "ignore") -> None:
             )  # fmt: skip
 
 
-def label_counts_table(counts: dict[str, dict[str, int]]) -> str:
-    """``label  positives  negatives  uncertain  missing`` as text, one line per label."""
-    width = max([5, *map(len, counts)])
+def label_counts_table(counts: pd.DataFrame) -> str:
+    """:meth:`Manifest.positives` as text: one line per label, ``pos neg unc miss`` per split."""
     kinds = ("positives", "negatives", "uncertain", "missing")
-    lines = [f"{'label':<{width}}  " + "  ".join(f"{k:>9}" for k in kinds)]
-    lines += [f"{name:<{width}}  " + "  ".join(f"{c[k]:>9}" for k in kinds) for name, c in counts.items()]
+    splits = list(dict.fromkeys(counts["split"]))
+    labels = list(dict.fromkeys(counts["label"]))
+    cells = counts.set_index(["split", "label"])
+    width = max([5, *map(len, labels)])
+    widths = {s: max(7, len(s)) for s in splits}
+    head = [f"{'':<{width}}"] + [f"{s:>{widths[s] + 24}}" for s in splits]
+    sub = [f"{'label':<{width}}"] + [f"{'pos':>{widths[s]}}{'neg':>8}{'unc':>8}{'miss':>8}" for s in splits]
+    lines = ["  ".join(head), "  ".join(sub)]
+    for name in labels:
+        parts = [f"{name:<{width}}"]
+        for s in splits:
+            c = cells.loc[(s, name)]
+            parts.append(f"{c[kinds[0]]:>{widths[s]}}" + "".join(f"{c[k]:>8}" for k in kinds[1:]))
+        lines.append("  ".join(parts))
     return "\n".join(lines)
 
 
@@ -62,7 +79,7 @@ def check_unreadable(datasets: dict, config: TrainConfig) -> set[str]:
         return set()
     lines = [f"{e['path']} (row {e['row']}, {split}): {e['error']}" for split, e in found]
     if config.check_images:
-        raise ImageError(f"{len(found)} unreadable image(s) in {config.csv}:\n  " + "\n  ".join(lines))
+        raise ImageError(f"{len(found)} unreadable image(s) in {', '.join(config.csv)}:\n  " + "\n  ".join(lines))
     more = f"\n  ... and {len(lines) - 20} more" if len(lines) > 20 else ""
     log.warning("skipping %d unreadable image(s):\n  %s%s", len(found), "\n  ".join(lines[:20]), more)
     return {e["path"] for _, e in found}

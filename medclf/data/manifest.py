@@ -61,6 +61,9 @@ class Manifest:
             ``has_labels`` is False),
             ``csv_row`` (the CSV row number) and any extra columns of the CSV, as text.
         has_labels: Whether the label columns were read.
+        absent_labels: Labels with no column in the CSV(s) (external test sets); unknown everywhere.
+        files: Every CSV read: ``(path,)``, or several when data sets were combined
+            (:func:`medclf.data.sources.read_manifests`).
     """
 
     path: Path
@@ -68,6 +71,11 @@ class Manifest:
     frame: pd.DataFrame
     has_labels: bool = True
     absent_labels: tuple[str, ...] = ()
+    files: tuple[Path, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.files:
+            object.__setattr__(self, "files", (self.path,))
 
     @classmethod
     def from_csv(
@@ -176,10 +184,29 @@ class Manifest:
         replacement = {"ignore": np.nan, "ones": 1.0, "zeros": 0.0}[uncertain]
         return np.where(matrix == -1, np.float32(replacement), matrix).astype(np.float32)
 
-    def positives(self, split: str | None) -> dict[str, int]:
-        """Number of positive (1) images per label in one split."""
-        counts = (self.label_matrix(split) == 1).sum(axis=0)
-        return {name: int(c) for name, c in zip(self.labels, counts, strict=True)}
+    def positives(self, split: str | None = None) -> pd.DataFrame:
+        """Positives, negatives, uncertain (-1) and missing (blank) per label and split, as in the CSV.
+
+        Args:
+            split: One split, or None for every split that has rows (``ALL`` when the CSV has no split
+                column).
+
+        Returns:
+            A table with the columns ``split, label, positives, negatives, uncertain, missing``, one row per
+            split and label; e.g. ``m.positives("TRAIN").set_index("label")["positives"]`` is the number of
+            positive images per label in TRAIN.
+        """
+        if split is None:
+            present = [s for s in SPLITS if (self.frame[SPLIT_COLUMN] == s).any()]
+            splits: list[str | None] = present or [None]
+        else:
+            splits = [split.upper()]
+        rows = [
+            {"split": name or "ALL", "label": label, **counts}
+            for name in splits
+            for label, counts in self.label_counts(name).items()
+        ]
+        return pd.DataFrame(rows, columns=["split", "label", "positives", "negatives", "uncertain", "missing"])
 
     def label_counts(self, split: str | None) -> dict[str, dict[str, int]]:
         """Per label: ``positives``, ``negatives``, ``uncertain`` (-1) and ``missing`` (blank) in one split."""

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from medclf.data.augment import apply_view
 from medclf.engine.device import autocast, prepare_batch
 from medclf.errors import TrainingError
 
@@ -48,6 +49,7 @@ class Inference:
     indices: torch.Tensor
     loss: float | None
     skipped: list[dict]
+    plain_logits: torch.Tensor | None = None  # with test-time augmentation: the unaugmented image's logits
 
     @property
     def probs(self) -> torch.Tensor:
@@ -141,13 +143,16 @@ def infer(
     channels_last: bool = False,
     desc: str = "val",
     show_progress: bool = True,
+    views: Sequence[torch.Tensor] | None = None,
 ) -> Inference:
     """Logits (and targets, when the loader has labels) for every readable image, in loader order.
 
-    Logits and targets are gathered on ``device`` so that metrics can be computed there.
+    Logits and targets are gathered on ``device`` so that metrics can be computed there. With ``views``
+    (test-time augmentation, :func:`~medclf.data.augment.tta_views`) the logits are those of the mean
+    probability over the views, and ``plain_logits`` holds the first view's (the image itself).
     """
     model.eval()
-    logits, targets, paths, rows, indices, skipped = [], [], [], [], [], []
+    logits, plain, targets, paths, rows, indices, skipped = [], [], [], [], [], [], []
     loss_sum, seen = 0.0, 0
     for batch in tqdm(loader, desc=desc, disable=not show_progress, leave=False, dynamic_ncols=True):
         skipped += batch["skipped"]
@@ -155,7 +160,7 @@ def infer(
             continue
         images, labels = prepare_batch(batch, device, channels_last)
         with autocast(device, amp_dtype):
-            out = model(images).float()
+            out = model(images).float() if not views else _mean_over_views(model, images, views, plain)
         logits.append(out)
         paths += batch["path"]
         rows += batch["row"].tolist()
@@ -173,4 +178,15 @@ def infer(
         indices=torch.cat(indices) if indices else torch.empty(0, dtype=torch.int64),
         loss=loss_sum / seen if seen else None,
         skipped=skipped,
+        plain_logits=torch.cat(plain) if plain else None,
     )
+
+
+def _mean_over_views(
+    model: nn.Module, images: torch.Tensor, views: Sequence[torch.Tensor], plain: list[torch.Tensor]
+) -> torch.Tensor:
+    """Logit of the mean probability over the views; the first view's logits are appended to ``plain``."""
+    outs = [model(apply_view(images, theta)).float() for theta in views]
+    plain.append(outs[0])
+    probs = torch.stack([torch.sigmoid(o) for o in outs]).mean(dim=0)
+    return torch.logit(probs, eps=1e-7)

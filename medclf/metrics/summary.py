@@ -86,17 +86,28 @@ def evaluation_report(
     keys = ["auroc", "average_precision", "sensitivity", "specificity", "ppv", "npv", "f1", "accuracy"]
     macro = {k: mean_defined([row[k] for row in per_label]) for k in keys}
     macro.update(auroc_ci_low=macro_low, auroc_ci_high=macro_high)
-    pooled = counts.sum(axis=0)
-    known = ~torch.isnan(targets.reshape(-1))  # pooled over the labelled image x label entries
-    micro_auroc = float(rank_auroc(probs.reshape(-1, 1)[known], targets.reshape(-1, 1)[known])[0])
-    micro = {
-        "auroc": None if math.isnan(micro_auroc) else micro_auroc,
-        "average_precision": average_precision(probs_np.reshape(-1), targets_np.reshape(-1)),
-        **operating_point(float(pooled[1, 1]), float(pooled[0, 1]), float(pooled[0, 0]), float(pooled[1, 0])),
-    }
+    micro = micro_average(probs, targets, thresholds)
     bootstrap = {"resamples": n_bootstrap, "usable_resamples": valid, "seed": seed, "level": level,
                  "method": "percentile; images resampled with replacement"}  # fmt: skip
     return {**base, "per_label": per_label, "macro": macro, "micro": micro, "bootstrap": bootstrap}
+
+
+def micro_average(probs: torch.Tensor, targets: torch.Tensor, thresholds: Sequence[float]) -> dict[str, Any]:
+    """AUROC, average precision and the operating point pooled over every labelled image x label entry.
+
+    Pooling mixes labels, so unlike the per-label numbers it depends on how comparable the labels'
+    probabilities are (calibrated ones pool better than raw outputs).
+    """
+    probs_np = probs.detach().double().cpu().numpy()
+    targets_np = targets.detach().cpu().numpy()
+    pooled = confusion_counts(probs_np, targets_np, thresholds).sum(axis=0)
+    known = ~torch.isnan(targets.reshape(-1))
+    auroc = float(rank_auroc(probs.reshape(-1, 1)[known], targets.reshape(-1, 1)[known])[0])
+    return {
+        "auroc": None if math.isnan(auroc) else auroc,
+        "average_precision": average_precision(probs_np.reshape(-1), targets_np.reshape(-1)),
+        **operating_point(float(pooled[1, 1]), float(pooled[0, 1]), float(pooled[0, 0]), float(pooled[1, 0])),
+    }
 
 
 def most_confident_errors(probs_1d: np.ndarray, targets_1d: np.ndarray, threshold: float, count: int) -> list[int]:

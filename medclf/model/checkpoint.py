@@ -33,9 +33,15 @@ _OPTIONAL = frozenset({"thresholds", "partial", "optimizer", "scheduler", "scale
 
 @dataclass
 class TrainState:
-    """What a run must carry across a restart (saved in every checkpoint)."""
+    """What a run must carry across a restart (saved in every checkpoint).
+
+    ``thresholds`` (Youden's J) and ``temperatures`` (temperature scaling, :mod:`medclf.metrics.calibration`)
+    are per label, fitted on VALIDATION at the best epoch; ``temperatures`` is empty in checkpoints written
+    before calibration existed.
+    """
 
     thresholds: list[float] = field(default_factory=list)
+    temperatures: list[float] = field(default_factory=list)
     epoch: int = 0
     partial: dict[str, Any] | None = None
     best_metric: float = -math.inf

@@ -148,9 +148,16 @@ def confusion_figure(
     return fig
 
 
-def calibration_figure(probs: np.ndarray, targets: np.ndarray, labels: Sequence[str], n_bins: int = 10) -> Figure:
+def calibration_figure(
+    probs: np.ndarray,
+    targets: np.ndarray,
+    labels: Sequence[str],
+    n_bins: int = 10,
+    raw_probs: np.ndarray | None = None,
+) -> Figure:
     """Reliability diagram: pooled curve (bold, ECE in the legend), thin per-label curves, the diagonal,
-    and a histogram of the predicted probabilities underneath."""
+    and a histogram of the predicted probabilities underneath. With ``raw_probs`` (the outputs before
+    temperature scaling) their pooled curve is drawn dashed for comparison."""
     probs, targets = check_probs_targets(probs, targets, labels)
     fig = _new_figure((10.5, 7.5))
     grid = fig.add_gridspec(2, 1, height_ratios=[3, 1])
@@ -176,9 +183,11 @@ def calibration_figure(probs: np.ndarray, targets: np.ndarray, labels: Sequence[
             linewidth=2.8,
             marker="o",
             markersize=5,
-            label=f"all labels pooled (ECE {ece:.3f})",
+            label=f"all labels pooled{', calibrated' if raw_probs is not None else ''} (ECE {ece:.3f})",
             zorder=5,
         )
+    if raw_probs is not None:
+        _raw_curve(top, check_probs_targets(raw_probs, targets, labels)[0].reshape(-1), pooled_targets, n_bins)
     top.set_xlim(0, 1)
     top.set_ylim(-0.02, 1.02)
     top.set_ylabel("fraction positive", fontsize=FONT)
@@ -195,6 +204,15 @@ def calibration_figure(probs: np.ndarray, targets: np.ndarray, labels: Sequence[
     bottom.tick_params(labelsize=FONT)
     bottom.grid(alpha=0.3)
     return fig
+
+
+def _raw_curve(ax: Axes, raw: np.ndarray, targets: np.ndarray, n_bins: int) -> None:
+    mean_pred, frac_pos, _ = calibration_bins(raw, targets, n_bins)
+    used = ~np.isnan(mean_pred)
+    ece = expected_calibration_error(raw, targets, n_bins)
+    if ece is not None:
+        ax.plot(mean_pred[used], frac_pos[used], color="0.35", linewidth=2.0, linestyle="--", marker="s",
+                markersize=4, label=f"before temperature scaling (ECE {ece:.3f})", zorder=4)  # fmt: skip
 
 
 def image_grid_figure(images: Sequence[np.ndarray], captions: Sequence[str], title: str) -> Figure:

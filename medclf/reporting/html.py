@@ -51,6 +51,7 @@ def render_report(
     columns: Sequence[str],
     rows: Sequence[Sequence[str]],
     figures: Sequence[tuple[str, bytes]],
+    sections: Sequence[tuple[str, str, Sequence[str], Sequence[Sequence[str]]]] = (),
 ) -> str:
     """Build the page as one HTML5 string (UTF-8, inline CSS, images as ``data:image/png;base64``).
 
@@ -60,6 +61,7 @@ def render_report(
         columns: Header of the per-label metrics table.
         rows: Table cells, already formatted as text; each row has ``len(columns)`` cells.
         figures: ``(caption, png_bytes)`` pairs, shown in order.
+        sections: More tables after the per-label one: ``(id, heading, columns, rows)``.
 
     Returns:
         The complete document.
@@ -67,9 +69,10 @@ def render_report(
     Raises:
         ValueError: a row of the wrong length, or figure bytes that are not a PNG.
     """
-    for i, row in enumerate(rows):
-        if len(row) != len(columns):
-            raise ValueError(f"row {i} has {len(row)} cells for {len(columns)} columns")
+    for _, _, table_columns, table_rows in [("", "", columns, rows), *sections]:
+        for i, row in enumerate(table_rows):
+            if len(row) != len(table_columns):
+                raise ValueError(f"row {i} has {len(row)} cells for {len(table_columns)} columns")
     for caption, png in figures:
         if not bytes(png[:8]) == PNG_SIGNATURE:
             raise ValueError(f"figure {caption!r} is not a PNG image")
@@ -95,21 +98,11 @@ def render_report(
         parts += [f"<dt>{e(term)}</dt><dd>{e(value)}</dd>" for term, value in summary]
         parts.append("</dl>")
         parts.append("</section>")
-    parts.append('<section id="per-label">')
-    parts.append("<h2>Per-label metrics</h2>")
-    parts.append('<div class="table-wrap">')
-    parts.append('<table id="metrics">')
-    numeric = [_is_numeric_column([str(row[k]) for row in rows]) for k in range(len(columns))]
-    header = "".join(f'<th scope="col"{_NUM if n else ""}>{e(c)}</th>' for c, n in zip(columns, numeric, strict=True))
-    parts.append(f"<thead><tr>{header}</tr></thead>")
-    parts.append("<tbody>")
-    for row in rows:
-        cells = "".join(f"<td{_NUM if n else ''}>{e(str(v))}</td>" for v, n in zip(row, numeric, strict=True))
-        parts.append(f"<tr>{cells}</tr>")
-    parts.append("</tbody>")
-    parts.append("</table>")
-    parts.append("</div>")
-    parts.append("</section>")
+    for section_id, heading, table_columns, table_rows in [
+        ("per-label", "Per-label metrics", columns, rows),
+        *sections,
+    ]:
+        parts += _table_section(section_id, heading, table_columns, table_rows)
     if figures:
         parts.append('<section id="figures">')
         parts.append("<h2>Figures</h2>")
@@ -122,6 +115,19 @@ def render_report(
         parts.append("</section>")
     parts += ["</main>", "</body>", "</html>", ""]
     return "\n".join(parts)
+
+
+def _table_section(section_id: str, heading: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    e = html.escape
+    table_id = "metrics" if section_id == "per-label" else f"{section_id}-table"
+    numeric = [_is_numeric_column([str(row[k]) for row in rows]) for k in range(len(columns))]
+    header = "".join(f'<th scope="col"{_NUM if n else ""}>{e(c)}</th>' for c, n in zip(columns, numeric, strict=True))
+    parts = [f'<section id="{e(section_id)}">', f"<h2>{e(heading)}</h2>", '<div class="table-wrap">',
+             f'<table id="{e(table_id)}">', f"<thead><tr>{header}</tr></thead>", "<tbody>"]  # fmt: skip
+    for row in rows:
+        cells = "".join(f"<td{_NUM if n else ''}>{e(str(v))}</td>" for v, n in zip(row, numeric, strict=True))
+        parts.append(f"<tr>{cells}</tr>")
+    return [*parts, "</tbody>", "</table>", "</div>", "</section>"]
 
 
 def _is_numeric_column(cells: Sequence[str]) -> bool:

@@ -101,3 +101,10 @@ def save_config(run_dir: str | Path, config: Mapping[str, Any]) -> Path:
     path = Path(run_dir) / "config.json"
     write_json(path, config)
     return path
+
+
+def save_label_counts(run_dir: str | Path, counts: Any) -> Path:
+    """Write the manifest's label counts (:meth:`Manifest.positives`) as ``label_counts.csv``."""
+    path = Path(run_dir) / "label_counts.csv"
+    write_csv(path, counts.to_dict("records"))
+    return path

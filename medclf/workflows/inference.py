@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from medclf.data.augment import tta_views
 from medclf.data.loaders import build_dataset, make_loader
 from medclf.data.transforms import preprocessing
 from medclf.engine.device import amp_settings, resolve_device
 from medclf.engine.loops import Inference, infer
 from medclf.errors import ConfigError
+from medclf.metrics.calibration import scale_thresholds, unscale_thresholds
 from medclf.model.checkpoint import Checkpoint, model_from_checkpoint
 
 
@@ -35,6 +40,7 @@ def run_inference(
     num_workers: int,
     progress: bool,
     desc: str,
+    tta: bool = False,
 ) -> tuple[Inference, int]:
     """Run the checkpoint's network over ``records`` with the checkpoint's preprocessing.
 
@@ -48,40 +54,90 @@ def run_inference(
         num_workers: DataLoader worker processes.
         progress: Show a progress bar.
         desc: Progress bar label.
+        tta: Test-time augmentation: average over shifted copies, and the mirror image when the model
+            was trained with flips (see :func:`tta_for`).
 
     Returns:
         The :class:`~medclf.engine.loops.Inference` and the number of records.
     """
+    parts = inference_parts(checkpoint, records, with_labels, device, amp, batch_size, num_workers)
+    views = tta_for(checkpoint) if tta else None
+    result = infer(
+        parts.model, parts.loader, parts.device, amp_dtype=parts.amp_dtype, desc=desc, show_progress=progress,
+        views=views,
+    )  # fmt: skip
+    return result, len(parts.loader.dataset)
+
+
+@dataclass
+class InferenceParts:
+    """What a pass of a checkpoint's network over records needs."""
+
+    loader: Any
+    model: torch.nn.Module
+    device: torch.device
+    amp_dtype: torch.dtype | None
+
+
+def inference_parts(
+    checkpoint: Checkpoint,
+    records: Sequence[dict],
+    with_labels: bool,
+    device: str,
+    amp: bool,
+    batch_size: int,
+    num_workers: int,
+) -> InferenceParts:
+    """Device, loader (the checkpoint's preprocessing, no cache) and model for a pass over ``records``."""
     where = resolve_device(device)
     labels = list(checkpoint.labels) if with_labels else ()
     dataset = build_dataset(records, preprocessing(int(checkpoint.image_size), labels), cache="none")
     loader = make_loader(
         dataset, batch_size=batch_size or checkpoint.batch_size, cache="none", num_workers=num_workers, device=where
     )
-    model = model_from_checkpoint(checkpoint, where)
     amp_dtype, _ = amp_settings(where, amp)
-    return infer(model, loader, where, amp_dtype=amp_dtype, desc=desc, show_progress=progress), len(dataset)
+    return InferenceParts(loader, model_from_checkpoint(checkpoint, where), where, amp_dtype)
 
 
-def resolve_thresholds(config: Any, checkpoint: Checkpoint) -> tuple[list[float], str]:
-    """Per-label decision thresholds and where they came from.
+def tta_for(checkpoint: Checkpoint) -> list:
+    """The test-time augmentation views for a checkpoint: shifts, plus a mirror if it was trained with flips."""
+    trained = checkpoint.config
+    flipped = bool(trained.get("augment", True)) and bool(trained.get("hflip", True))
+    return tta_views(hflip=flipped)
+
+
+def resolve_thresholds(
+    config: Any, checkpoint: Checkpoint, temperatures: Sequence[float] | None = None
+) -> tuple[list[float], list[float], str]:
+    """Per-label decision thresholds, on the raw outputs and on the reported probabilities, and their source.
 
     Order of precedence: ``--thresholds file.json``, ``--threshold t``, the checkpoint's thresholds
-    (Youden's J on VALIDATION at the best epoch), 0.5.
+    (Youden's J on VALIDATION at the best epoch), 0.5. The checkpoint's are on the raw outputs; a user's
+    are on the probabilities the user sees (calibrated when ``temperatures`` are applied). Each is moved
+    to the other scale so that every call is the same on both.
+
+    Returns:
+        ``(raw, reported, source)``.
     """
     labels = list(checkpoint.labels)
-    stored = checkpoint.thresholds or [0.5] * len(labels)
+    stored = [float(t) for t in (checkpoint.thresholds or [0.5] * len(labels))]
+    stored_shown = scale_thresholds(stored, temperatures) if temperatures else list(stored)
+    given: list[float | None] = [None] * len(labels)
     if getattr(config, "thresholds", ""):
         path = Path(config.thresholds)
         try:
-            given = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as e:
             raise ConfigError(f"cannot read thresholds file {path}: {e}") from None
-        unknown = sorted(set(given) - set(labels)) if isinstance(given, dict) else ["(not a JSON object)"]
+        unknown = sorted(set(data) - set(labels)) if isinstance(data, dict) else ["(not a JSON object)"]
         if unknown:
             raise ConfigError(f"thresholds file {path}: unknown label(s) {', '.join(unknown)}")
-        return [float(given.get(name, t)) for name, t in zip(labels, stored, strict=True)], str(path)
-    if config.threshold:
-        return [float(config.threshold)] * len(labels), f"fixed {config.threshold}"
-    source = "checkpoint (Youden's J on VALIDATION)" if checkpoint.thresholds else "default 0.5"
-    return [float(t) for t in stored], source
+        given, source = [float(data[name]) if name in data else None for name in labels], str(path)
+    elif config.threshold:
+        given, source = [float(config.threshold)] * len(labels), f"fixed {config.threshold}"
+    else:
+        source = "checkpoint (Youden's J on VALIDATION)" if checkpoint.thresholds else "default 0.5"
+    shown = [stored_shown[j] if g is None else g for j, g in enumerate(given)]
+    raw_given = unscale_thresholds(shown, temperatures) if temperatures else list(shown)
+    raw = [stored[j] if g is None else raw_given[j] for j, g in enumerate(given)]
+    return raw, shown, source

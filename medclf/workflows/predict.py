@@ -8,12 +8,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from medclf.config import PredictConfig
 from medclf.data.manifest import Manifest
 from medclf.data.transforms import is_image_file
 from medclf.errors import ConfigError, ManifestError
 from medclf.model.checkpoint import load_checkpoint
 from medclf.reporting.tables import write_predictions
+from medclf.workflows.analyses import calibrated
 from medclf.workflows.inference import output_dir, resolve_thresholds, run_inference
 
 log = logging.getLogger(__name__)
@@ -52,18 +55,21 @@ def predict_images(config: PredictConfig | None = None, **overrides: Any) -> Pre
         raise ConfigError("give exactly one of --csv (a list of images) or --images (a folder)")
     checkpoint = load_checkpoint(config.checkpoint, map_location="cpu")
     labels = list(checkpoint.labels)
-    thresholds, source = resolve_thresholds(config, checkpoint)
+    temperatures = list(checkpoint.temperatures) if config.calibration and checkpoint.temperatures else None
+    _, thresholds, source = resolve_thresholds(config, checkpoint, temperatures)
     result, _ = run_inference(
         checkpoint, _records(config), with_labels=False, device=config.device, amp=config.amp,
         batch_size=config.batch_size, num_workers=config.num_workers, progress=config.progress, desc="predict",
+        tta=config.tta,
     )  # fmt: skip
+    probs = torch.from_numpy(calibrated(result, temperatures))
     path = output_dir(config.out, checkpoint, f"{Path(checkpoint.path).stem}_predict") / "predictions.csv"
-    write_predictions(
-        path, result.paths, result.rows, labels, result.probs, thresholds=thresholds, skipped=result.skipped
-    )
+    write_predictions(path, result.paths, result.rows, labels, probs, thresholds=thresholds, skipped=result.skipped)
     if result.skipped:
         log.warning("%d unreadable image(s) listed with their error in %s", len(result.skipped), path)
-    log.info("predicted %d images with %s (thresholds: %s); wrote %s", len(result.paths), checkpoint.path, source, path)
+    log.info("predicted %d images with %s (thresholds: %s; calibration: %s%s); wrote %s", len(result.paths),
+             checkpoint.path, source, "temperature scaling" if temperatures else "none",
+             ", test-time augmentation" if config.tta else "", path)  # fmt: skip
     return PredictionResult(str(path), len(result.paths), thresholds, result.skipped)
 
 

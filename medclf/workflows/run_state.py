@@ -18,6 +18,7 @@ from medclf.config import TrainConfig, settings_dict
 from medclf.data.checks import check_unreadable, log_label_counts
 from medclf.data.loaders import EpochBatchSampler, build_dataset, make_loader
 from medclf.data.manifest import Manifest
+from medclf.data.sources import read_manifests
 from medclf.data.transforms import preprocessing
 from medclf.engine.device import amp_settings
 from medclf.engine.distributed import (
@@ -39,7 +40,7 @@ from medclf.model.checkpoint import (
 )
 from medclf.model.networks import build_model, count_parameters
 from medclf.model.pretrained import load_torchvision_densenet
-from medclf.reporting.run_log import RunLogger, default_run_dir, prepare_run_dir, save_config
+from medclf.reporting.run_log import RunLogger, default_run_dir, prepare_run_dir, save_config, save_label_counts
 
 log = logging.getLogger(__name__)
 
@@ -118,8 +119,10 @@ def set_up(config: TrainConfig, world: World, device: torch.device) -> tuple[Run
 def _build(config: TrainConfig, world: World, device: torch.device, run_dir: Path, resumed: Checkpoint | None) -> Run:
     """Data (manifest -> this rank's cached samples -> loaders), then the model, loss and optimiser."""
     show_progress = config.progress and world.main
-    manifest = Manifest.from_csv(config.csv, config.labels, required_splits=("TRAIN", "VALIDATION"))
+    manifest = read_manifests(config.csv, config.labels, required_splits=("TRAIN", "VALIDATION"))
     log_label_counts(manifest, config.uncertain)
+    if world.main:
+        save_label_counts(run_dir, manifest.positives())
     chain = preprocessing(config.image_size, manifest.labels)
     val_records, val_batches = shard_eval(manifest.records("VALIDATION", config.uncertain), config.batch_size, world)
     train_records = manifest.records("TRAIN", config.uncertain)

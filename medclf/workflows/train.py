@@ -38,6 +38,7 @@ from medclf.engine.seeding import generator
 from medclf.engine.signals import stop_on_signals
 from medclf.errors import ConfigError
 from medclf.metrics.auroc import classification_metrics, youden_thresholds
+from medclf.metrics.calibration import fit_temperatures
 from medclf.model.checkpoint import (
     TrainState,
     save_checkpoint,
@@ -191,6 +192,7 @@ def end_of_epoch(
     if improved:
         state.best_metric, state.best_epoch, state.epochs_without_improvement = score, epoch, 0
         state.thresholds = thresholds
+        state.temperatures = fit_temperatures(result.logits.float().cpu().numpy(), result.targets.cpu().numpy())
     else:
         state.epochs_without_improvement += 1
     row = {

@@ -15,13 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from medclf.config import ValidateConfig, parse_label_map, settings_dict
 from medclf.data.manifest import Manifest
+from medclf.data.sources import read_manifests
 from medclf.data.transforms import load_image
+from medclf.engine.loops import Inference
 from medclf.errors import ConfigError, ImageError
-from medclf.metrics.summary import evaluation_report, most_confident_errors
-from medclf.model.checkpoint import load_checkpoint
+from medclf.metrics.summary import evaluation_report, micro_average, most_confident_errors
+from medclf.model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from medclf.reporting.files import write_bytes, write_csv, write_json, write_text
 from medclf.reporting.tables import (
     evaluation_table,
@@ -29,7 +32,15 @@ from medclf.reporting.tables import (
     metrics_table,
     write_predictions,
 )
-from medclf.workflows.inference import output_dir, resolve_thresholds, run_inference
+from medclf.workflows.analyses import (
+    calibrated,
+    calibration_block,
+    subgroup_block,
+    subgroup_specs,
+    temperatures_for,
+    tta_block,
+)
+from medclf.workflows.inference import output_dir, resolve_thresholds, run_inference, tta_for
 
 log = logging.getLogger(__name__)
 
@@ -68,54 +79,50 @@ def evaluate(config: ValidateConfig | None = None, **overrides: Any) -> Evaluati
     if not config.checkpoint or not config.csv:
         raise ConfigError("evaluate needs a checkpoint and a csv")
     checkpoint = load_checkpoint(config.checkpoint, map_location="cpu")
-    labels, image_size = list(checkpoint.labels), int(checkpoint.image_size)
-    manifest = Manifest.from_csv(
+    labels = list(checkpoint.labels)
+    manifest = read_manifests(
         config.csv, labels, required_splits=(config.split,), label_map=parse_label_map(config.label_map),
         allow_absent_labels=True,
     )  # fmt: skip
     if manifest.absent_labels:
-        log.warning("%s lacks label column(s) %s: not evaluated", config.csv, ", ".join(manifest.absent_labels))
-    thresholds, threshold_source = resolve_thresholds(config, checkpoint)
-    records = manifest.records(config.split, checkpoint.config.get("uncertain", "ignore"))  # as in training
-    result, n_records = run_inference(
-        checkpoint, records, with_labels=True, device=config.device, amp=config.amp,
-        batch_size=config.batch_size, num_workers=config.num_workers, progress=config.progress, desc=config.split,
-    )  # fmt: skip
-    if result.targets is None or len(result.paths) == 0:
-        raise ImageError(f"none of the {n_records} {config.split} images in {config.csv} could be read")
-    if result.skipped:
-        first = result.skipped[0]
-        log.warning("skipped %d unreadable image(s), e.g. %s: %s", len(result.skipped), first["path"], first["error"])
+        log.warning(
+            "%s lacks label column(s) %s: not evaluated", ", ".join(config.csv), ", ".join(manifest.absent_labels)
+        )
+    specs = subgroup_specs(config, manifest)
+    temperatures, temperature_source = temperatures_for(config, checkpoint, manifest)
+    thresholds, shown_thresholds, threshold_source = resolve_thresholds(config, checkpoint, temperatures)
+    result, records = _infer_split(config, checkpoint, manifest)
+    probs = calibrated(result, temperatures)
 
     started = time.perf_counter()
+    # Ranking metrics use the raw outputs: temperature scaling keeps each label's order, and float32
+    # sigmoids of sharpened logits could tie. Thresholded counts are the same on either scale.
     metrics = evaluation_report(
         result.probs, result.targets, labels, thresholds, n_bootstrap=config.bootstrap, seed=config.seed
     )
+    for row, shown in zip(metrics["per_label"], shown_thresholds, strict=True):
+        row["threshold"] = shown  # on the reported (calibrated) probabilities
+    metrics["micro"] = micro_average(torch.from_numpy(probs), result.targets.cpu(), shown_thresholds)
     metrics["bootstrap"]["seconds"] = round(time.perf_counter() - started, 3)
     metrics["thresholds_from"] = threshold_source
+    metrics["calibration"] = calibration_block(result, probs, labels, temperatures, temperature_source)
+    metrics["tta"] = tta_block(result, labels, len(tta_for(checkpoint))) if config.tta else None
+    metrics["subgroups"] = subgroup_block(specs, manifest, config, result, labels, thresholds)
 
     out = output_dir(config.out, checkpoint, f"{Path(checkpoint.path).stem}_{config.split.lower()}")
     out.mkdir(parents=True, exist_ok=True)
     summary = {
-        "checkpoint": checkpoint.path,
-        "checkpoint_epoch": checkpoint.epoch,
-        "csv": str(config.csv),
-        "split": config.split,
-        "absent_labels": list(manifest.absent_labels),
-        **metrics,
-        "skipped_images": result.skipped,
-        "settings": settings_dict(config),
-    }
-    write_json(out / "metrics.json", summary)
-    write_csv(out / "metrics.csv", evaluation_table(metrics))
-    write_predictions(
-        out / "predictions.csv", result.paths, result.rows, labels, result.probs, result.targets, thresholds,
-        skipped=result.skipped,
-    )  # fmt: skip
-    files = [out / "metrics.json", out / "metrics.csv", out / "predictions.csv"]
-    if config.figures:
-        files += _write_figures(out, config, summary, result, labels, thresholds, image_size)
-    log.info("%s on %s (%s):\n%s", Path(checkpoint.path).name, config.split, config.csv, metrics_table(metrics))
+        "checkpoint": checkpoint.path, "checkpoint_epoch": checkpoint.epoch, "csv": ", ".join(config.csv),
+        "split": config.split, "absent_labels": list(manifest.absent_labels), **metrics,
+        "skipped_images": result.skipped, "settings": settings_dict(config),
+    }  # fmt: skip
+    files = _write_outputs(out, config, checkpoint, summary, result, probs, shown_thresholds, temperatures)
+    if config.embeddings:
+        from medclf.workflows.embeddings import write_embeddings  # scikit-learn's t-SNE, only when asked
+
+        files += write_embeddings(out, config, checkpoint, records, result)
+    log.info("%s on %s (%s):\n%s", Path(checkpoint.path).name, config.split, summary["csv"], metrics_table(metrics))
+    _log_analyses(metrics)
     log.info("wrote %s", ", ".join(str(f) for f in files))
     return EvaluationResult(
         out_dir=str(out),
@@ -127,33 +134,108 @@ def evaluate(config: ValidateConfig | None = None, **overrides: Any) -> Evaluati
     )
 
 
+def _infer_split(config: ValidateConfig, checkpoint: Checkpoint, manifest: Manifest) -> tuple[Inference, list[dict]]:
+    """The network over the evaluated split, with the uncertainty policy of training; and its records."""
+    records = manifest.records(config.split, checkpoint.config.get("uncertain", "ignore"))
+    result, n_records = run_inference(
+        checkpoint, records, with_labels=True, device=config.device, amp=config.amp,
+        batch_size=config.batch_size, num_workers=config.num_workers, progress=config.progress, desc=config.split,
+        tta=config.tta,
+    )  # fmt: skip
+    if result.targets is None or len(result.paths) == 0:
+        raise ImageError(f"none of the {n_records} {config.split} images in {', '.join(config.csv)} could be read")
+    if result.skipped:
+        first = result.skipped[0]
+        log.warning("skipped %d unreadable image(s), e.g. %s: %s", len(result.skipped), first["path"], first["error"])
+    return result, records
+
+
+def _write_outputs(
+    out: Path,
+    config: ValidateConfig,
+    checkpoint: Checkpoint,
+    summary: dict[str, Any],
+    result: Inference,
+    probs: np.ndarray,
+    thresholds: list[float],
+    temperatures: list[float] | None,
+) -> list[Path]:
+    """metrics.json/.csv, predictions.csv, subgroups.csv, a calibrated checkpoint copy, figures and report."""
+    labels = list(checkpoint.labels)
+    write_json(out / "metrics.json", summary)
+    write_csv(out / "metrics.csv", evaluation_table(summary))
+    write_predictions(
+        out / "predictions.csv", result.paths, result.rows, labels, torch.from_numpy(probs), result.targets,
+        thresholds, skipped=result.skipped,
+    )  # fmt: skip
+    files = [out / "metrics.json", out / "metrics.csv", out / "predictions.csv"]
+    if summary["subgroups"]:
+        write_csv(out / "subgroups.csv", summary["subgroups"]["rows"])
+        files.append(out / "subgroups.csv")
+    if config.calibrate and temperatures is not None:
+        path = out / f"{Path(checkpoint.path).stem}_calibrated.pt"
+        save_checkpoint(path, dataclasses.replace(checkpoint, temperatures=list(temperatures)))
+        files.append(path)
+    if config.figures:
+        files += _write_figures(out, config, summary, result, probs, labels, thresholds, int(checkpoint.image_size))
+    return files
+
+
+def _log_analyses(metrics: dict[str, Any]) -> None:
+    calibration = metrics["calibration"]
+    before, after = calibration["before"], calibration["after"]
+    text = f"ECE {_num(before['ece']['macro'])}, Brier {_num(before['brier']['macro'])}"
+    if after:
+        text += f" -> {_num(after['ece']['macro'])}, {_num(after['brier']['macro'])} after temperature scaling"
+    log.info("calibration (macro over labels): %s; temperatures: %s", text, calibration["temperatures_from"])
+    if metrics["tta"]:
+        tta = metrics["tta"]
+        log.info("test-time augmentation (%d views): macro AUROC %s without, %s with (change %+.4f)",
+                 tta["views"], _num(tta["macro_auroc_without"]), _num(tta["macro_auroc_with"]),
+                 tta["macro_change"] or 0.0)  # fmt: skip
+    for gap in (metrics["subgroups"] or {}).get("gaps", []):
+        if gap["label"] == "macro" and gap["difference"] is not None:
+            log.info("subgroups by %s: macro AUROC %s (%s) vs %s (%s), gap %.3f %s", gap["attribute"],
+                     _num(gap["high_auroc"]), gap["high_group"], _num(gap["low_auroc"]), gap["low_group"],
+                     gap["difference"], _interval(gap["ci_low"], gap["ci_high"]))  # fmt: skip
+
+
 def _write_figures(
     out: Path,
     config: ValidateConfig,
     metrics: dict[str, Any],
-    result: Any,
+    result: Inference,
+    probs: np.ndarray,
     labels: list[str],
     thresholds: list[float],
     image_size: int,
 ) -> list[Path]:
-    """The plots, the most-confident-errors grid and report.html."""
+    """The plots, the most-confident-errors grid and report.html (``probs``: the reported probabilities)."""
     from medclf.reporting import figures
-    from medclf.reporting.html import render_report
+    from medclf.reporting.evaluation_page import evaluation_page
 
-    probs = result.probs.double().cpu().numpy()
+    raw = result.probs.double().cpu().numpy()
     targets = result.targets.cpu().numpy()
+    calibration = metrics["calibration"]
     built = {
-        "roc_curves.png": ("ROC curves per label", figures.roc_figure(probs, targets, labels)),
-        "pr_curves.png": ("Precision-recall curves per label", figures.pr_figure(probs, targets, labels)),
+        "roc_curves.png": ("ROC curves per label", figures.roc_figure(raw, targets, labels)),
+        "pr_curves.png": ("Precision-recall curves per label", figures.pr_figure(raw, targets, labels)),
         "confusion_matrices.png": (
             "Confusion matrices at the operating thresholds",
             figures.confusion_figure(probs, targets, labels, thresholds),
         ),
         "calibration.png": (
-            "Calibration (reliability) of the probabilities",
-            figures.calibration_figure(probs, targets, labels),
+            "Calibration (reliability) of the probabilities"
+            + (", before and after temperature scaling" if calibration["applied"] else ""),
+            figures.calibration_figure(probs, targets, labels, raw_probs=raw if calibration["applied"] else None),
         ),
     }
+    if metrics["subgroups"]:
+        from medclf.reporting.forest import forest_figure
+
+        overall = {row["label"]: row["auroc"] for row in metrics["per_label"]} | {"macro": metrics["macro"]["auroc"]}
+        forest = forest_figure(metrics["subgroups"]["rows"], labels, overall)
+        built["subgroups_forest.png"] = ("AUROC per subgroup with 95% bootstrap intervals", forest)
     label = config.errors_label or labels[int(np.argmax(np.nansum(targets, axis=0)))]
     if label not in labels:
         raise ConfigError(f"errors_label {label!r} is not one of the checkpoint's labels: {', '.join(labels)}")
@@ -166,24 +248,7 @@ def _write_figures(
         png = figures.figure_png(figure)  # rendered once, for the file and the page
         write_bytes(out / name, png)
         pngs.append((caption, png))
-    macro, micro = metrics["macro"], metrics["micro"]
-    ci = _interval(macro["auroc_ci_low"], macro["auroc_ci_high"])
-    facts = [
-        ("Checkpoint", f"{metrics['checkpoint']} (epoch {metrics['checkpoint_epoch']})"),
-        ("Data", f"{metrics['csv']}, split {metrics['split']}: {metrics['n_images']} images"),
-        ("Macro AUROC", f"{_num(metrics['macro_auroc'])} {ci} over "
-                        f"{metrics['labels_averaged']}/{metrics['n_labels']} labels"),
-        ("Micro AUROC", _num(micro["auroc"])),
-        ("Macro average precision", _num(macro["average_precision"])),
-        ("Thresholds", metrics["thresholds_from"]),
-        ("Confidence intervals", f"{metrics['bootstrap']['resamples']} bootstrap resamples of the images, "
-                                 f"seed {metrics['bootstrap']['seed']}, percentile 95%"),
-        ("Unreadable images", str(len(metrics["skipped_images"]))),
-        ("Labels absent from the data", ", ".join(metrics["absent_labels"]) or "none"),
-    ]  # fmt: skip
-    columns, rows = _html_rows(metrics)
-    title = f"medclf evaluation: {Path(metrics['checkpoint']).name} on {metrics['split']}"
-    write_text(out / "report.html", render_report(title, facts, columns, rows, pngs))
+    write_text(out / "report.html", evaluation_page(metrics, pngs))
     return [out / name for name in built] + [out / "report.html"]
 
 
@@ -206,28 +271,6 @@ def _errors_figure(
         kind = "false positive" if targets[i, j] == 0 else "false negative"
         captions.append(f"{Path(result.paths[i]).name}\n{kind}: true {int(targets[i, j])}\np = {probs[i, j]:.3f}")
     return image_grid_figure(images, captions, f"{label}: most confidently wrong (threshold {thresholds[j]:.3f})")
-
-
-def _html_rows(metrics: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    columns = ["label", "AUROC [95% CI]", "AP", "positives", "negatives", "threshold", "sensitivity",
-               "specificity", "PPV", "NPV", "F1", "accuracy"]  # fmt: skip
-    rows = []
-    for row in metrics["per_label"]:
-        rows.append([
-            row["label"], f"{_num(row['auroc'])} {_interval(row['auroc_ci_low'], row['auroc_ci_high'])}".strip(),
-            _num(row["average_precision"]), str(row["positives"]), str(row["negatives"]), _num(row["threshold"]),
-            _num(row["sensitivity"]), _num(row["specificity"]), _num(row["ppv"]), _num(row["npv"]),
-            _num(row["f1"]), _num(row["accuracy"]),
-        ])  # fmt: skip
-    for name in ("macro", "micro"):
-        avg = metrics[name]
-        ci = _interval(avg.get("auroc_ci_low"), avg.get("auroc_ci_high"))
-        rows.append([
-            f"{name} average", f"{_num(avg['auroc'])} {ci}".strip(), _num(avg["average_precision"]), "", "", "",
-            _num(avg["sensitivity"]), _num(avg["specificity"]), _num(avg["ppv"]), _num(avg["npv"]),
-            _num(avg["f1"]), _num(avg["accuracy"]),
-        ])  # fmt: skip
-    return columns, rows
 
 
 def _num(value: float | None) -> str:
