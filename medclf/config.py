@@ -8,17 +8,15 @@ library API cannot drift apart.
 from __future__ import annotations
 
 import dataclasses
-import json
-import typing
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from medclf.data.manifest import NIH_LABELS, SPLITS, UNCERTAIN_POLICIES
 from medclf.errors import ConfigError
 from medclf.model.networks import MODEL_NAMES
 
-T = TypeVar("T")
+# Re-exported: the settings-file functions lived here before medclf.settings existed.
+from medclf.settings import field_types, load_settings, make_settings, read_settings_file, settings_dict  # noqa: F401
 
 DEVICES = ("auto", "cpu", "cuda")
 CACHES = ("memory", "disk", "none")
@@ -62,6 +60,8 @@ class TrainConfig:
     uncertain: str = _opt(
         "ignore", "uncertain (-1) labels: ignore (masked), ones or zeros; blank is always masked", UNCERTAIN_POLICIES
     )
+    patient_column: str = _opt("patient_id", "manifest column naming the patient, checked for patients in two splits")
+    allow_patient_overlap: bool = _opt(False, "train even when a patient has images in more than one split")
     pos_weight: bool = _opt(False, "weight positives by negatives/positives per label, counted on TRAIN")
     freeze_backbone_epochs: int = _opt(0, "train only the classifier for this many first epochs")
     augment: bool = _opt(True, "random small affine transforms and horizontal flips during training")
@@ -235,95 +235,6 @@ def _paths(values: str | list[str]) -> list[str]:
 def _split_names(values: list[str]) -> list[str]:
     names = [v.strip() for value in values for v in str(value).split(",")]
     return [n for n in names if n]
-
-
-def field_types(cls: type) -> dict[str, Any]:
-    """Resolved type of each field of a settings dataclass."""
-    hints = typing.get_type_hints(cls)
-    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
-
-
-def read_settings_file(path: str | Path, cls: type) -> dict[str, Any]:
-    """Read a YAML or JSON settings file and check its keys against ``cls``.
-
-    Keys may use dashes or underscores. Raises ConfigError naming the file and the unknown keys.
-    """
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise ConfigError(f"cannot read settings file {path}: {e.strerror or e}") from None
-    try:
-        if path.suffix.lower() == ".json":
-            data = json.loads(text)
-        else:
-            import yaml
-
-            data = yaml.safe_load(text)
-    except Exception as e:  # json/yaml raise many types; all mean the same to the user
-        raise ConfigError(f"cannot parse settings file {path}: {e}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"settings file {path} must hold a mapping of setting names to values")
-    data = {str(k).replace("-", "_"): v for k, v in data.items()}
-    known = set(field_types(cls))
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ConfigError(f"settings file {path}: unknown setting(s) {', '.join(unknown)} for {cls.__name__}")
-    return data
-
-
-def make_settings(cls: type[T], *layers: dict[str, Any]) -> T:
-    """Build settings from dictionaries, later layers overriding earlier ones.
-
-    Unknown keys in a layer (for example from a checkpoint written by another version) are ignored.
-    """
-    types = field_types(cls)
-    merged: dict[str, Any] = {}
-    for layer in layers:
-        merged.update({k: _coerce(k, v, types[k]) for k, v in layer.items() if k in types})
-    return cls(**merged)
-
-
-def _coerce(name: str, value: Any, kind: Any) -> Any:
-    """Convert a value read from a file to the field's type, or say which setting is wrong."""
-    try:
-        if kind is bool:
-            if isinstance(value, bool):
-                return value
-            if str(value).lower() in ("true", "yes", "1", "on"):
-                return True
-            if str(value).lower() in ("false", "no", "0", "off"):
-                return False
-            raise ValueError
-        if kind is int:
-            if isinstance(value, bool) or float(value) != int(float(value)):
-                raise ValueError
-            return int(float(value))
-        if kind is float:
-            if isinstance(value, bool):
-                raise ValueError
-            return float(value)
-        if kind is str:
-            if isinstance(value, dict | list):
-                raise ValueError
-            return "" if value is None else str(value)
-        if typing.get_origin(kind) is list:
-            return [str(v) for v in value] if isinstance(value, list | tuple) else [str(value)]
-    except (TypeError, ValueError):
-        raise ConfigError(f"setting {name}: {value!r} is not a valid {getattr(kind, '__name__', kind)}") from None
-    return value
-
-
-def load_settings(cls: type[T], path: str | Path) -> T:
-    """Settings of type ``cls`` from a YAML/JSON file (the format of a run's ``config.json``)."""
-    return make_settings(cls, read_settings_file(path, cls))
-
-
-def settings_dict(settings: Any) -> dict[str, Any]:
-    """Plain-value copy of settings, for JSON files and checkpoints."""
-    return dataclasses.asdict(settings)
 
 
 @dataclass

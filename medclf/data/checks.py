@@ -8,8 +8,8 @@ import pandas as pd
 
 from medclf.config import TrainConfig
 from medclf.data.loaders import cached_errors, scan_errors
-from medclf.data.manifest import SPLITS, Manifest
-from medclf.errors import ImageError
+from medclf.data.manifest import SPLIT_COLUMN, SPLITS, Manifest
+from medclf.errors import ImageError, ManifestError
 
 log = logging.getLogger(__name__)
 
@@ -91,3 +91,36 @@ def warn_skipped(skipped: list[dict], split: str, reported: set[str]) -> None:
     reported.update(s["path"] for s in new)
     if new:
         log.warning("%s: skipped %d unreadable image(s), e.g. %s: %s", split, len(new), new[0]["path"], new[0]["error"])
+
+
+def check_patient_overlap(manifest: Manifest, column: str = "patient_id", allow: bool = False) -> None:
+    """Refuse (or with ``allow`` warn about) patients whose images are in more than one split.
+
+    Images of one patient in TRAIN and TEST let a model score on the patient rather than the finding
+    (leakage). Checked whenever the manifest has ``column``.
+
+    Raises:
+        ManifestError: listing a few patients, their splits and rows, unless ``allow``.
+    """
+    frame = manifest.frame
+    if column not in frame.columns:
+        log.debug("no %r column: patients across splits not checked", column)
+        return
+    named = frame[frame[column].astype(str).str.strip() != ""]
+    splits = named.groupby(column)[SPLIT_COLUMN].agg(lambda s: sorted(set(s)))
+    shared = splits[splits.map(len) > 1]
+    if shared.empty:
+        return
+    examples = []
+    for patient, in_splits in list(shared.items())[:5]:
+        rows = named[named[column] == patient]
+        mixed = "source" in rows.columns and frame["source"].nunique() > 1  # rows of several CSVs
+        sources = rows["source"] if mixed else rows["csv_row"]
+        where = [f"{s} row {r}" if mixed else str(r) for s, r in zip(sources, rows["csv_row"], strict=True)]
+        examples.append(f"{patient} in {', '.join(in_splits)} (rows {', '.join(where[:6])})")
+    text = f"{len(shared)} patient(s) of column '{column}' have images in more than one split, e.g. " + "; ".join(
+        examples
+    )
+    if not allow:
+        raise ManifestError(manifest.path, [text + ". Split by patient, or pass --allow-patient-overlap"])
+    log.warning("%s (allowed by --allow-patient-overlap: metrics may be optimistic)", text)

@@ -24,11 +24,15 @@ class MaskedBCEWithLogitsLoss(nn.Module):
         self.register_buffer("pos_weight", pos_weight)
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Mean loss over labelled entries; 0 (with a gradient) for a batch with none."""
+        """Mean loss over labelled entries; 0 (with a gradient) for a batch with none.
+
+        Computed without reading anything back to the host (no ``if`` on a tensor), so a training step
+        never waits for the GPU here.
+        """
         known = ~torch.isnan(targets)
-        if bool(known.all()):  # fully labelled: exactly the plain loss
-            return F.binary_cross_entropy_with_logits(logits, targets, pos_weight=self.pos_weight)
-        per_entry = F.binary_cross_entropy_with_logits(
-            logits, torch.where(known, targets, torch.zeros_like(targets)), pos_weight=self.pos_weight, reduction="none"
-        )
-        return (per_entry * known).sum() / known.sum().clamp(min=1)
+        filled = torch.where(known, targets, torch.zeros_like(targets))
+        per_entry = F.binary_cross_entropy_with_logits(logits, filled, pos_weight=self.pos_weight, reduction="none")
+        # where, not a product: an unknown entry must add nothing even when its output is infinite
+        masked = torch.where(known, per_entry, torch.zeros_like(per_entry)).sum() / known.sum().clamp(min=1)
+        # A fully labelled batch gets exactly the plain mean (bit for bit, as before masking existed).
+        return torch.where(known.all(), per_entry.mean(), masked)

@@ -8,6 +8,7 @@ needs); the maths is in :mod:`medclf.metrics`, the writing in :mod:`medclf.repor
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,7 +17,7 @@ import torch
 from medclf.config import ValidateConfig
 from medclf.data.manifest import Manifest
 from medclf.data.sources import SOURCE_COLUMN
-from medclf.engine.loops import Inference
+from medclf.engine.loops import Inference, check_finite
 from medclf.errors import ConfigError, ImageError
 from medclf.metrics.auroc import roc_auc
 from medclf.metrics.calibration import apply_temperatures, calibration_scores, fit_temperatures
@@ -81,6 +82,7 @@ def temperatures_for(
         )  # fmt: skip
         if fitted.targets is None or not len(fitted.paths):
             raise ImageError("--calibrate: none of the VALIDATION images could be read")
+        check_finite(fitted, f"{Path(checkpoint.path).name} on VALIDATION (calibration)")
         temperatures = fit_temperatures(fitted.logits.float().cpu().numpy(), fitted.targets.cpu().numpy())
         return temperatures, f"fitted now on VALIDATION ({len(fitted.paths)} images)"
     if config.calibration and checkpoint.temperatures:

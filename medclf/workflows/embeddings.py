@@ -34,7 +34,12 @@ def write_embeddings(
         checkpoint, picked, True, config.device, config.amp, config.batch_size, config.num_workers
     )  # fmt: skip
     emb = collect_embeddings(
-        parts.model, parts.loader, parts.device, amp_dtype=parts.amp_dtype, show_progress=config.progress
+        parts.model,
+        parts.loader,
+        parts.device,
+        amp_dtype=parts.amp_dtype,
+        channels_last=parts.channels_last,
+        show_progress=config.progress,
     )
     position = {int(ix): k for k, ix in enumerate(result.indices.tolist())}
     probs = result.probs.double().cpu().numpy()[[position[int(ix)] for ix in emb.indices]]

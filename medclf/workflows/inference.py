@@ -63,8 +63,8 @@ def run_inference(
     parts = inference_parts(checkpoint, records, with_labels, device, amp, batch_size, num_workers)
     views = tta_for(checkpoint) if tta else None
     result = infer(
-        parts.model, parts.loader, parts.device, amp_dtype=parts.amp_dtype, desc=desc, show_progress=progress,
-        views=views,
+        parts.model, parts.loader, parts.device, amp_dtype=parts.amp_dtype, channels_last=parts.channels_last,
+        desc=desc, show_progress=progress, views=views,
     )  # fmt: skip
     return result, len(parts.loader.dataset)
 
@@ -77,6 +77,7 @@ class InferenceParts:
     model: torch.nn.Module
     device: torch.device
     amp_dtype: torch.dtype | None
+    channels_last: bool = False
 
 
 def inference_parts(
@@ -96,7 +97,13 @@ def inference_parts(
         dataset, batch_size=batch_size or checkpoint.batch_size, cache="none", num_workers=num_workers, device=where
     )
     amp_dtype, _ = amp_settings(where, amp)
-    return InferenceParts(loader, model_from_checkpoint(checkpoint, where), where, amp_dtype)
+    # The memory format training used (channels-last on CUDA by default): the same kernels, the same
+    # outputs, so validate reproduces the epoch's val_auroc on a GPU too.
+    channels_last = bool(checkpoint.config.get("channels_last", True)) and where.type == "cuda"
+    model = model_from_checkpoint(checkpoint, where)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return InferenceParts(loader, model, where, amp_dtype, channels_last)
 
 
 def tta_for(checkpoint: Checkpoint) -> list:

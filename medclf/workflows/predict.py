@@ -13,6 +13,7 @@ import torch
 from medclf.config import PredictConfig
 from medclf.data.manifest import Manifest
 from medclf.data.transforms import is_image_file
+from medclf.engine.loops import check_finite
 from medclf.errors import ConfigError, ManifestError
 from medclf.model.checkpoint import load_checkpoint
 from medclf.reporting.tables import write_predictions
@@ -62,6 +63,7 @@ def predict_images(config: PredictConfig | None = None, **overrides: Any) -> Pre
         batch_size=config.batch_size, num_workers=config.num_workers, progress=config.progress, desc="predict",
         tta=config.tta,
     )  # fmt: skip
+    check_finite(result, f"{Path(checkpoint.path).name} on {len(result.paths)} images")
     probs = torch.from_numpy(calibrated(result, temperatures))
     path = output_dir(config.out, checkpoint, f"{Path(checkpoint.path).stem}_predict") / "predictions.csv"
     write_predictions(path, result.paths, result.rows, labels, probs, thresholds=thresholds, skipped=result.skipped)

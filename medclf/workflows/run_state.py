@@ -15,7 +15,7 @@ from torch import nn
 
 from medclf import __version__
 from medclf.config import TrainConfig, settings_dict
-from medclf.data.checks import check_unreadable, log_label_counts
+from medclf.data.checks import check_patient_overlap, check_unreadable, log_label_counts
 from medclf.data.loaders import EpochBatchSampler, build_dataset, make_loader
 from medclf.data.manifest import Manifest
 from medclf.data.sources import read_manifests
@@ -120,6 +120,7 @@ def _build(config: TrainConfig, world: World, device: torch.device, run_dir: Pat
     """Data (manifest -> this rank's cached samples -> loaders), then the model, loss and optimiser."""
     show_progress = config.progress and world.main
     manifest = read_manifests(config.csv, config.labels, required_splits=("TRAIN", "VALIDATION"))
+    check_patient_overlap(manifest, config.patient_column, config.allow_patient_overlap)
     log_label_counts(manifest, config.uncertain)
     if world.main:
         save_label_counts(run_dir, manifest.positives())

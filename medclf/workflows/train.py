@@ -32,7 +32,7 @@ from medclf.engine.distributed import (
     sum_over_ranks,
     sync_buffers,
 )
-from medclf.engine.loops import EpochProgress, Inference, infer
+from medclf.engine.loops import EpochProgress, Inference, check_finite, infer
 from medclf.engine.optim import wrap_model
 from medclf.engine.seeding import generator
 from medclf.engine.signals import stop_on_signals
@@ -172,6 +172,7 @@ def evaluate_epoch(run: Run, epoch: int) -> Inference:
         run.world,
     )  # fmt: skip
     warn_skipped(result.skipped, "VALIDATION", run.reported)
+    check_finite(result, f"epoch {epoch} validation")  # before any metric, figure or checkpoint
     return result
 
 
@@ -204,12 +205,13 @@ def end_of_epoch(
     state.history.append(row)
     state.epoch, state.partial = epoch, None
     if run.logger is not None:
-        run.logger.log_epoch(row, state.history, seconds)
-        if config.figure_every and epoch % config.figure_every == 0:
-            run.logger.log_figures(epoch, result.probs, result.targets, labels, thresholds)
+        # Checkpoints first: metrics.csv never runs ahead of last.pt, so a resume never repeats a row.
         if improved:
             save_checkpoint(run.run_dir / "best.pt", run.checkpoint(state))
         save_checkpoint(run.run_dir / "last.pt", run.checkpoint(state))
+        run.logger.log_epoch(row, state.history, seconds)
+        if config.figure_every and epoch % config.figure_every == 0:
+            run.logger.log_figures(epoch, result.probs, result.targets, labels, thresholds)
     log.info(epoch_line(row, config.epochs, len(labels), seconds))
     if state.stopped_early(config.early_stopping_patience):
         log.info(

@@ -21,7 +21,7 @@ from medclf.config import ValidateConfig, parse_label_map, settings_dict
 from medclf.data.manifest import Manifest
 from medclf.data.sources import read_manifests
 from medclf.data.transforms import load_image
-from medclf.engine.loops import Inference
+from medclf.engine.loops import Inference, check_finite
 from medclf.errors import ConfigError, ImageError
 from medclf.metrics.summary import evaluation_report, micro_average, most_confident_errors
 from medclf.model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
@@ -144,6 +144,7 @@ def _infer_split(config: ValidateConfig, checkpoint: Checkpoint, manifest: Manif
     )  # fmt: skip
     if result.targets is None or len(result.paths) == 0:
         raise ImageError(f"none of the {n_records} {config.split} images in {', '.join(config.csv)} could be read")
+    check_finite(result, f"{Path(checkpoint.path).name} on {config.split}")
     if result.skipped:
         first = result.skipped[0]
         log.warning("skipped %d unreadable image(s), e.g. %s: %s", len(result.skipped), first["path"], first["error"])
