@@ -5,57 +5,75 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
+import re
 import sys
 import typing
 import warnings
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 from tqdm.auto import tqdm
 
-from medclf.config import field_types, make_settings, read_settings_file
-from medclf.errors import MedclfError
+from medclf import __version__
+from medclf.config import HELP_GROUPS, field_types, make_settings, read_settings_file
+from medclf.errors import MedclfError, describe_os_error
 
 T = TypeVar("T")
 log = logging.getLogger("medclf")
 
 
 def build_parser(cls: type, prog: str, description: str) -> argparse.ArgumentParser:
-    """An argparse parser with one flag per field of the settings dataclass ``cls``.
+    """An argparse parser with one flag per field of the settings dataclass ``cls``, grouped as in
+    docs/usage.md (``HELP_GROUPS``), plus ``--version``.
 
     Defaults are suppressed so that the caller can tell given flags from defaults and layer them over a
     settings file.
     """
     parser = argparse.ArgumentParser(
-        prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=prog, description=_plain(description), formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--version", action="version", version=f"medclf {__version__}")
     types = field_types(cls)
-    for f in dataclasses.fields(cls):
-        kind = types[f.name]
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        help_text = f.metadata.get("help", "")
-        if f.metadata.get("required"):
-            help_text += " (required)"
-        elif default not in ("", None, []):
-            shown = ",".join(default) if isinstance(default, list) else default
-            help_text += f" (default: {shown})"
-        # argparse %-formats help strings
-        kwargs: dict[str, Any] = {"help": help_text.replace("%", "%%"), "default": argparse.SUPPRESS, "dest": f.name}
-        if kind is bool:
-            kwargs["action"] = argparse.BooleanOptionalAction
-        elif typing.get_origin(kind) is list:
-            # extend: --csv a.csv --csv b.csv and --csv a.csv b.csv both give both
-            kwargs["nargs"] = "+"
-            kwargs["action"] = "extend"
-            kwargs["metavar"] = "PATH" if f.name == "csv" else "NAME"
-        else:
-            kwargs["type"] = kind
-            if f.metadata.get("choices"):
-                kwargs["choices"] = f.metadata["choices"]
-                if f.name == "split":
-                    kwargs["type"] = str.upper
-        parser.add_argument("--" + f.name.replace("_", "-"), **kwargs)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    groups = HELP_GROUPS.get(cls.__name__, [])
+    listed = {name for _, names in groups for name in names}
+    for title, names in [*groups, ("options" if not groups else "other", [n for n in fields if n not in listed])]:
+        if names:
+            group = parser.add_argument_group(title)
+            for name in names:
+                group.add_argument("--" + name.replace("_", "-"), **_flag_options(fields[name], types[name]))
     return parser
+
+
+def _flag_options(f: dataclasses.Field, kind: Any) -> dict[str, Any]:
+    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+    help_text = f.metadata.get("help", "")
+    if f.metadata.get("required"):
+        help_text += " (required)"
+    elif default not in ("", None, []):
+        shown = ",".join(default) if isinstance(default, list) else default
+        help_text += f" (default: {shown})"
+    # argparse %-formats help strings
+    kwargs: dict[str, Any] = {"help": help_text.replace("%", "%%"), "default": argparse.SUPPRESS, "dest": f.name}
+    if kind is bool:
+        kwargs["action"] = argparse.BooleanOptionalAction
+    elif typing.get_origin(kind) is list:
+        # extend: --csv a.csv --csv b.csv and --csv a.csv b.csv both give both
+        kwargs.update(nargs="+", action="extend", metavar="PATH" if f.name == "csv" else "NAME")
+    else:
+        kwargs["type"] = kind
+        if f.metadata.get("choices"):
+            kwargs["choices"] = f.metadata["choices"]
+            if f.name == "split":
+                kwargs["type"] = str.upper
+    return kwargs
+
+
+def _plain(text: str) -> str:
+    """A docstring as plain text for ``--help``: no reStructuredText literals or ``::``."""
+    return re.sub(r"``([^`]*)``", r"\1", text).replace("::", ":").strip()
 
 
 def parse_flags(cls: type, argv: Sequence[str] | None, prog: str, description: str) -> dict[str, Any]:
@@ -128,15 +146,32 @@ def setup_logging(level: int = logging.INFO) -> None:
 
 
 def run_command(body: Callable[[], int]) -> int:
-    """Run a command body; user errors become a clean message and exit status 2."""
+    """Run a command body; a :class:`MedclfError` becomes one message and its ``exit_code`` (2 for bad input,
+    1 for the environment, e.g. a full disk), as does an OSError that no check turned into one."""
     try:
         return body()
     except MedclfError as e:
         log.error("error: %s", e)
-        return 2
+        return e.exit_code
+    except OSError as e:
+        log.debug("traceback of the error below", exc_info=True)
+        log.error("error: %s", _os_error_message(e))
+        # A file where a folder is expected is a bad argument; anything else the environment's doing.
+        return 2 if isinstance(e, FileExistsError | NotADirectoryError) else 1
     except KeyboardInterrupt:
         log.error("interrupted")
         return 130
+
+
+def _os_error_message(error: OSError) -> str:
+    """``PATH: REASON (ERRNO)``; for a file where a folder is expected, which file that is."""
+    where = " -> ".join(str(f) for f in (error.filename, error.filename2) if f is not None) or "a file"
+    if isinstance(error, FileExistsError | NotADirectoryError) and error.filename is not None:
+        path = Path(os.fsdecode(error.filename))
+        blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+        if blocker is not None:
+            return f"cannot create {path}: {blocker} is a file, not a folder (it is left unchanged)"
+    return f"{where}: {describe_os_error(error)}"
 
 
 def run_settings_command(
@@ -144,7 +179,8 @@ def run_settings_command(
 ) -> int:
     """A whole command: logging, flags (over ``--config``) into ``cls``, then ``body(settings)``.
 
-    Returns the exit status: 0 when ``body`` returns, 2 for bad input (see :func:`run_command`).
+    Returns the exit status: 0 when ``body`` returns, 2 for bad input, 1 when a file cannot be written (see
+    :func:`run_command`).
     """
     setup_logging()
     given = parse_flags(cls, argv, prog, description)

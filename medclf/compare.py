@@ -44,7 +44,7 @@ def positional_to_flags(argv: Sequence[str]) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command; returns the exit status (0 ok, 2 bad input)."""
+    """Run the command; returns the exit status (0 ok, 2 bad input, 1 environment failure such as a full disk)."""
     argv = positional_to_flags(sys.argv[1:] if argv is None else argv)
     return run_settings_command(CompareConfig, argv, PROG, __doc__.split("\n\n")[0], compare)
 

@@ -8,6 +8,7 @@ library API cannot drift apart.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,8 +23,9 @@ DEVICES = ("auto", "cpu", "cuda")
 CACHES = ("memory", "disk", "none")
 
 
-def _opt(default: Any, help: str, choices: tuple | None = None, required: bool = False) -> Any:
-    meta = {"help": help, "choices": choices, "required": required}
+def _opt(default: Any, help: str, choices: tuple | None = None, required: bool = False, bounds: str = "") -> Any:
+    """A settings field; ``bounds`` is its allowed range, e.g. ``"> 0"``, ``">= 2"``, ``"(0, 1)"``, ``"[0, 1]"``."""
+    meta = {"help": help, "choices": choices, "required": required, "bounds": bounds}
     if isinstance(default, list | tuple):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -42,55 +44,56 @@ class TrainConfig:
     out: str = _opt("", "run folder for checkpoints and logs (default: runs/<date-time>)")
     config: str = _opt("", "YAML or JSON file whose keys set defaults for these flags")
     labels: list[str] = _opt(NIH_LABELS, "label columns, in output order (space or comma separated)")
-    image_size: int = _opt(224, "images are resized to this many pixels per side")
+    image_size: int = _opt(224, "images are resized to this many pixels per side", bounds=">= 32")
     model: str = _opt("densenet121", "network (densenet_tiny is for smoke tests)", MODEL_NAMES)
     pretrained: str = _opt("", "local .pth of torchvision ImageNet DenseNet weights to start from")
-    epochs: int = _opt(20, "maximum number of epochs")
-    batch_size: int = _opt(32, "images per training and validation batch")
-    lr: float = _opt(1e-3, "initial learning rate")
+    epochs: int = _opt(20, "maximum number of epochs", bounds=">= 1")
+    batch_size: int = _opt(32, "images per training and validation batch", bounds=">= 2")
+    lr: float = _opt(1e-3, "initial learning rate", bounds="> 0")
     optimizer: str = _opt("adam", "optimizer", ("adam", "adamw", "sgd"))
-    weight_decay: float = _opt(0.0, "weight decay")
-    momentum: float = _opt(0.9, "momentum (sgd only)")
+    weight_decay: float = _opt(0.0, "weight decay", bounds=">= 0")
+    momentum: float = _opt(0.9, "momentum (sgd only)", bounds="[0, 1)")
     scheduler: str = _opt(
         "plateau", "LR schedule: plateau on val AUROC, cosine, or none", ("plateau", "cosine", "none")
     )
-    plateau_patience: int = _opt(2, "epochs without val AUROC gain before the plateau schedule cuts the LR")
-    plateau_factor: float = _opt(0.1, "factor the plateau schedule multiplies the LR by")
-    early_stopping_patience: int = _opt(5, "stop after this many epochs without val AUROC gain (0: never)")
+    plateau_patience: int = _opt(
+        2, "epochs without val AUROC gain before the plateau schedule cuts the LR", bounds=">= 0"
+    )
+    plateau_factor: float = _opt(0.1, "factor the plateau schedule multiplies the LR by", bounds="(0, 1)")
+    early_stopping_patience: int = _opt(
+        5, "stop after this many epochs without val AUROC gain (0: never)", bounds=">= 0"
+    )
     uncertain: str = _opt(
         "ignore", "uncertain (-1) labels: ignore (masked), ones or zeros; blank is always masked", UNCERTAIN_POLICIES
     )
     patient_column: str = _opt("patient_id", "manifest column naming the patient, checked for patients in two splits")
     allow_patient_overlap: bool = _opt(False, "train even when a patient has images in more than one split")
     pos_weight: bool = _opt(False, "weight positives by negatives/positives per label, counted on TRAIN")
-    freeze_backbone_epochs: int = _opt(0, "train only the classifier for this many first epochs")
+    freeze_backbone_epochs: int = _opt(0, "train only the classifier for this many first epochs", bounds=">= 0")
     augment: bool = _opt(True, "random small affine transforms and horizontal flips during training")
     hflip: bool = _opt(
         True, "random horizontal flips within --augment (off for chest films where the heart side must stay)"
     )
     amp: bool = _opt(True, "automatic mixed precision (CUDA only)")
     device: str = _opt("auto", "where to train", DEVICES)
-    seed: int = _opt(0, "random seed (monai.utils.set_determinism)")
+    seed: int = _opt(0, "random seed (monai.utils.set_determinism)", bounds=">= 0")
     deterministic: bool = _opt(False, "deterministic CUDA kernels (slower); CPU runs are always repeatable")
     cache: str = _opt("memory", "cache of decoded, resized images", CACHES)
-    cache_rate: float = _opt(1.0, "fraction of images kept in the memory cache")
+    cache_rate: float = _opt(1.0, "fraction of images kept in the memory cache", bounds="(0, 1]")
     cache_dir: str = _opt("", "folder of the disk cache (default: <out>/cache)")
-    cache_workers: int = _opt(0, "threads that fill the cache (0: one per CPU core)")
-    num_workers: int = _opt(2, "DataLoader worker processes when images are not cached in memory")
+    cache_workers: int = _opt(0, "threads that fill the cache (0: one per CPU core)", bounds=">= 0")
+    num_workers: int = _opt(2, "DataLoader worker processes when images are not cached in memory", bounds=">= 0")
     check_images: bool = _opt(False, "decode every image before training and stop if any is unreadable")
     channels_last: bool = _opt(True, "channels-last memory format (CUDA only; faster convolutions)")
     compile: bool = _opt(False, "torch.compile the model (CUDA; slower start, faster steps)")
     resume: str = _opt("", "run folder or last.pt to resume from")
-    figure_every: int = _opt(1, "add ROC and confusion-matrix figures to TensorBoard every N epochs (0: never)")
+    figure_every: int = _opt(
+        1, "add ROC and confusion-matrix figures to TensorBoard every N epochs (0: never)", bounds=">= 0"
+    )
     progress: bool = _opt(True, "show progress bars")
 
     def __post_init__(self) -> None:
         _check_common(self)
-        _positive(self, "image_size", "epochs", "batch_size")
-        if not 0.0 < self.cache_rate <= 1.0:
-            raise ConfigError(f"cache_rate must be in (0, 1], got {self.cache_rate}")
-        if self.lr <= 0:
-            raise ConfigError(f"lr must be positive, got {self.lr}")
         if isinstance(self.labels, str):
             self.labels = [self.labels]
         self.labels = _split_names(self.labels)
@@ -101,10 +104,10 @@ class TrainConfig:
 class _InferenceSettings:
     """How ``validate`` and ``predict`` run the network (listed first in their ``--help``)."""
 
-    batch_size: int = _opt(0, "images per batch (0: the checkpoint's training batch size)")
+    batch_size: int = _opt(0, "images per batch (0: the checkpoint's training batch size)", bounds=">= 0")
     device: str = _opt("auto", "where to run", DEVICES)
     amp: bool = _opt(True, "automatic mixed precision (CUDA only)")
-    num_workers: int = _opt(2, "DataLoader worker processes")
+    num_workers: int = _opt(2, "DataLoader worker processes", bounds=">= 0")
     progress: bool = _opt(True, "show progress bars")
 
 
@@ -121,9 +124,11 @@ class ValidateConfig(_InferenceSettings):
     split: str = _opt("TEST", "split to evaluate", SPLITS)
     out: str = _opt("", "output folder (default: next to the checkpoint, <stem>_<split>)")
     config: str = _opt("", "YAML or JSON file whose keys set defaults for these flags")
-    bootstrap: int = _opt(1000, "bootstrap resamples for the 95% AUROC intervals (0: none)")
-    seed: int = _opt(0, "seed of the bootstrap")
-    threshold: float = _opt(0.0, "one decision threshold for all labels (0: the checkpoint's, chosen on VALIDATION)")
+    bootstrap: int = _opt(1000, "bootstrap resamples for the 95% AUROC intervals (0: none)", bounds=">= 0")
+    seed: int = _opt(0, "seed of the bootstrap", bounds=">= 0")
+    threshold: float = _opt(
+        0.0, "one decision threshold for all labels (0: the checkpoint's, chosen on VALIDATION)", bounds="[0, 1)"
+    )
     thresholds: str = _opt("", "JSON file of per-label thresholds, {label: threshold}; overrides the checkpoint's")
     label_map: str = _opt(
         "", "rename CSV columns to the checkpoint's labels: old=new,... (e.g. pleural_effusion=effusion)"
@@ -137,18 +142,17 @@ class ValidateConfig(_InferenceSettings):
     calibrate: bool = _opt(False, "fit temperature scaling on the VALIDATION split of --csv now (older checkpoints)")
     tta: bool = _opt(False, "test-time augmentation: average over shifted copies (and mirrors if trained with flips)")
     embeddings: bool = _opt(False, "write penultimate-layer features: TensorBoard projector and embeddings.png")
-    embeddings_max: int = _opt(2000, "at most this many images in the embeddings, a seeded sample (0: all)")
+    embeddings_max: int = _opt(
+        2000, "at most this many images in the embeddings, a seeded sample (0: all)", bounds=">= 0"
+    )
     errors_label: str = _opt("", "label for most_confident_errors.png (default: the one with most positives)")
-    errors_count: int = _opt(16, "images in most_confident_errors.png")
+    errors_count: int = _opt(16, "images in most_confident_errors.png", bounds=">= 0")
     figures: bool = _opt(True, "write the plots and report.html (off: metrics and predictions only)")
 
     def __post_init__(self) -> None:
         self.split = self.split.upper()
         self.csv = _paths(self.csv)
         _check_common(self)
-        for name in ("batch_size", "bootstrap", "errors_count", "embeddings_max"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         parse_label_map(self.label_map)
 
 
@@ -162,7 +166,9 @@ class PredictConfig(_InferenceSettings):
     split: str = _opt("", "only rows of this split, when the CSV has a split column")
     out: str = _opt("", "output folder for predictions.csv (default: next to the checkpoint, <stem>_predict)")
     config: str = _opt("", "YAML or JSON file whose keys set defaults for these flags")
-    threshold: float = _opt(0.0, "one decision threshold for all labels (0: the checkpoint's per-label ones)")
+    threshold: float = _opt(
+        0.0, "one decision threshold for all labels (0: the checkpoint's per-label ones)", bounds="[0, 1)"
+    )
     calibration: bool = _opt(True, "apply the checkpoint's temperature scaling to the probabilities (off: raw outputs)")
     tta: bool = _opt(False, "test-time augmentation: average over shifted copies (and mirrors if trained with flips)")
 
@@ -192,15 +198,34 @@ class ExplainConfig:
 
 
 def _check_common(settings: Any) -> None:
+    """Choices and numeric ranges of every field, in one place; the message names the flag and file key."""
     for f in dataclasses.fields(settings):
+        value, flag = getattr(settings, f.name), f"--{f.name.replace('_', '-')} ({f.name})"
         choices = f.metadata.get("choices")
-        value = getattr(settings, f.name)
         if choices and value not in choices:
-            raise ConfigError(f"{f.name} must be one of {', '.join(choices)}; got {value!r}")
-    if getattr(settings, "num_workers", 0) < 0:
-        raise ConfigError(f"num_workers must be >= 0, got {settings.num_workers}")
-    if not 0.0 <= getattr(settings, "threshold", 0.0) < 1.0:
-        raise ConfigError(f"threshold must be in [0, 1), got {settings.threshold}")
+            raise ConfigError(f"{flag} must be one of {', '.join(choices)}; got {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{flag} must be a finite number; got {value}")
+        bounds = f.metadata.get("bounds")
+        if bounds and not _within(value, bounds):
+            why = " (batch norm needs at least two images per batch)" if f.name == "batch_size" else ""
+            raise ConfigError(f"{flag} must be {_bounds_text(bounds)}{why}; got {value}")
+
+
+def _within(value: float, bounds: str) -> bool:
+    if bounds.startswith("0 or "):
+        return value == 0 or _within(value, bounds[5:])
+    if bounds[0] in "([":
+        low, high = (float(v) for v in bounds[1:-1].split(","))
+        above = value > low if bounds[0] == "(" else value >= low
+        below = value < high if bounds[-1] == ")" else value <= high
+        return above and below
+    op, limit = bounds.split()
+    return value > float(limit) if op == ">" else value >= float(limit)
+
+
+def _bounds_text(bounds: str) -> str:
+    return f"in {bounds}" if bounds[0] in "([" else bounds
 
 
 def parse_label_map(text: str) -> dict[str, str]:
@@ -218,12 +243,6 @@ def parse_label_map(text: str) -> dict[str, str]:
             raise ConfigError(f"label_map entry {entry!r} is not old=new")
         mapping[old] = new
     return mapping
-
-
-def _positive(settings: Any, *names: str) -> None:
-    for name in names:
-        if getattr(settings, name) <= 0:
-            raise ConfigError(f"{name} must be positive, got {getattr(settings, name)}")
 
 
 def _paths(values: str | list[str]) -> list[str]:
@@ -247,13 +266,82 @@ class CompareConfig:
     config: str = _opt("", "YAML or JSON file whose keys set defaults for these flags")
     name_a: str = _opt("", "display name of model A (default: its folder name)")
     name_b: str = _opt("", "display name of model B (default: its folder name)")
-    bootstrap: int = _opt(2000, "paired bootstrap resamples for the 95% intervals and the macro p-value (0: none)")
-    seed: int = _opt(0, "seed of the bootstrap")
+    bootstrap: int = _opt(
+        2000, "paired bootstrap resamples for the 95% intervals and the macro p-value (0: none)", bounds=">= 0"
+    )
+    seed: int = _opt(0, "seed of the bootstrap", bounds=">= 0")
     figures: bool = _opt(True, "write comparison.png (off: comparison.json and comparison.csv only)")
 
     def __post_init__(self) -> None:
         _check_common(self)
-        if self.bootstrap < 0:
-            raise ConfigError(f"bootstrap must be >= 0, got {self.bootstrap}")
-        if self.seed < 0:
-            raise ConfigError(f"seed must be >= 0, got {self.seed}")
+
+
+@dataclass
+class PrepareNihConfig:
+    """Settings of ``python -m medclf.prepare_nih``."""
+
+    data_entry: str = _opt("", "the official Data_Entry_2017_v2020.csv (or .csv.gz)", required=True)
+    images: str = _opt("", "folder holding the PNG images", required=True)
+    out: str = _opt("", "manifest CSV to write (e.g. data/nih.csv)", required=True)
+    test_list: str = _opt("", "the official test_list.txt: its images become TEST")
+    train_val_list: str = _opt("", "the official train_val_list.txt (with --test-list)")
+    views: str = _opt("", "keep only these view positions, e.g. PA or PA,AP (default: all)")
+    require_images: bool = _opt(False, "drop rows whose image file is missing")
+    split: str = _opt("0.7,0.1,0.2", "TRAIN,VALIDATION,TEST fractions of the images (a random patient-wise split)")
+    seed: int = _opt(0, "seed of the patient-wise split", bounds=">= 0")
+    config: str = _opt("", "YAML or JSON file whose keys set defaults for these flags")
+
+
+@dataclass
+class PrepareChexpertConfig:
+    """Settings of ``python -m medclf.prepare_chexpert``."""
+
+    csv: str = _opt("", "the official train.csv", required=True)
+    root: str = _opt("", "folder the Path column is relative to", required=True)
+    out: str = _opt("", "manifest CSV to write (e.g. data/chexpert.csv)", required=True)
+    valid_csv: str = _opt("", "the official valid.csv: its rows become TEST")
+    views: str = _opt("", "keep only frontal images of these AP/PA views, e.g. PA,AP (default: all)")
+    seed: int = _opt(0, "seed of the patient-wise split", bounds=">= 0")
+    config: str = _opt("", "YAML or JSON file whose keys set defaults for these flags")
+
+
+@dataclass
+class PrepareMimicCxrConfig:
+    """Settings of ``python -m medclf.prepare_mimic_cxr``."""
+
+    chexpert_csv: str = _opt("", "mimic-cxr-2.0.0-chexpert.csv (labels per study)", required=True)
+    metadata_csv: str = _opt("", "mimic-cxr-2.0.0-metadata.csv (one row per image)", required=True)
+    split_csv: str = _opt("", "mimic-cxr-2.0.0-split.csv (the official split)", required=True)
+    root: str = _opt("", "data set folder holding files/", required=True)
+    out: str = _opt("", "manifest CSV to write (e.g. data/mimic.csv)", required=True)
+    views: str = _opt("", "keep only these ViewPosition values, e.g. PA,AP (default: all)")
+    suffix: str = _opt(".jpg", "image file suffix", (".jpg", ".dcm"))
+    config: str = _opt("", "YAML or JSON file whose keys set defaults for these flags")
+
+
+#: The sections of each command's ``--help``, as in docs/usage.md; fields not listed come last.
+HELP_GROUPS: dict[str, list[tuple[str, list[str]]]] = {
+    "TrainConfig": [
+        ("data", ["csv", "labels", "uncertain", "image_size", "batch_size", "check_images", "patient_column",
+                  "allow_patient_overlap"]),
+        ("model", ["model", "pretrained"]),
+        ("optimisation", ["optimizer", "lr", "weight_decay", "momentum", "pos_weight", "augment", "hflip"]),
+        ("schedule", ["scheduler", "plateau_patience", "plateau_factor", "epochs", "early_stopping_patience",
+                      "freeze_backbone_epochs"]),
+        ("hardware", ["device", "amp", "channels_last", "compile", "deterministic"]),
+        ("cache", ["cache", "cache_rate", "cache_dir", "cache_workers", "num_workers"]),
+        ("run", ["out", "resume", "seed", "figure_every", "progress", "config"]),
+    ],
+    "ValidateConfig": [
+        ("data", ["checkpoint", "csv", "split", "label_map", "out", "config"]),
+        ("decisions", ["threshold", "thresholds", "calibration", "calibrate"]),
+        ("analyses", ["bootstrap", "seed", "subgroups", "tta", "embeddings", "embeddings_max", "figures",
+                      "errors_label", "errors_count"]),
+        ("hardware", ["batch_size", "device", "amp", "num_workers", "progress"]),
+    ],
+    "PredictConfig": [
+        ("data", ["checkpoint", "csv", "images", "split", "out", "config"]),
+        ("decisions", ["threshold", "calibration", "tta"]),
+        ("hardware", ["batch_size", "device", "amp", "num_workers", "progress"]),
+    ],
+}  # fmt: skip

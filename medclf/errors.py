@@ -1,14 +1,20 @@
 """Exceptions that medclf raises for problems a user can fix.
 
 Commands catch :class:`MedclfError` and print its message without a traceback, so every message must
-name the file, row and column (or setting) at fault.
+name the file, row and column (or setting) at fault. The exit status is the error's ``exit_code``: 2 for
+inputs and settings, 1 for the environment (:class:`StorageError`).
 """
 
 from __future__ import annotations
 
+import errno
+
 
 class MedclfError(Exception):
     """Base class for errors caused by inputs or settings rather than by bugs."""
+
+    #: Exit status of a command that stops on this error (2: bad input, as argparse uses).
+    exit_code: int = 2
 
 
 class ManifestError(MedclfError):
@@ -44,3 +50,21 @@ class TrainingError(MedclfError):
 
 class ComparisonError(MedclfError):
     """Two prediction tables cannot be compared (other images, no common labels, conflicting truth)."""
+
+
+class StorageError(MedclfError):
+    """A file or folder cannot be created or written (permissions, full disk, ...): the environment, not
+    the inputs, is at fault, so commands exit with status 1."""
+
+    exit_code = 1
+
+
+class RunLockedError(ConfigError):
+    """The run folder is in use by another medclf process."""
+
+
+def describe_os_error(error: OSError) -> str:
+    """The reason of an OSError without its paths, with the errno name: ``No space left on device (ENOSPC)``."""
+    reason = error.strerror or str(error) or type(error).__name__
+    name = errno.errorcode.get(error.errno) if isinstance(error.errno, int) else None
+    return f"{reason} ({name})" if name else reason

@@ -25,7 +25,7 @@ def _run(config: ExplainConfig) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command; returns the exit status (0 ok, 2 bad input)."""
+    """Run the command; returns the exit status (0 ok, 2 bad input, 1 environment failure such as a full disk)."""
     return run_settings_command(ExplainConfig, argv, PROG, __doc__.split("\n\n")[0], _run)
 
 

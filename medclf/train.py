@@ -26,7 +26,7 @@ PROG = "python -m medclf.train"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command; returns the exit status (0 ok, 2 bad input, 128+N stopped by signal N)."""
+    """Run the command; returns the exit status (0 ok, 2 bad input, 1 environment failure, 128+N signal N)."""
     setup_logging()
     given = parse_flags(TrainConfig, argv, PROG, __doc__.split("\n\n")[0])
 

@@ -31,9 +31,18 @@ def test_functions_and_modules_are_short() -> None:
 def test_every_command_has_a_console_script() -> None:
     setup = (PACKAGE.parent / "setup.cfg").read_text(encoding="utf-8")
     commands = [p.stem for p in PACKAGE.glob("*.py") if "def main(" in p.read_text(encoding="utf-8")]
-    assert sorted(commands) == ["compare", "explain", "predict", "train", "validate"]
+    assert sorted(commands) == [
+        "compare",
+        "explain",
+        "predict",
+        "prepare_chexpert",
+        "prepare_mimic_cxr",
+        "prepare_nih",
+        "train",
+        "validate",
+    ]
     for name in commands:
-        assert f"medclf-{name} = medclf.{name}:main" in setup
+        assert f"medclf-{name.replace('_', '-')} = medclf.{name}:main" in setup
 
 
 def test_checkpoint_written_by_0_1_0_still_loads(tmp_path: Path) -> None:
@@ -47,12 +56,13 @@ def test_checkpoint_written_by_0_1_0_still_loads(tmp_path: Path) -> None:
     assert model(torch.zeros(2, 1, 32, 32)).shape == (2, 14)
 
     # Saving the typed object writes the same keys and values as 0.1.0 did, plus the newer fields
-    # (temperatures: none fitted in 0.1.0, so raw outputs are used).
+    # (temperatures: none fitted in 0.1.0, so raw outputs are used; provenance: not recorded then).
     assert checkpoint.temperatures == []
     save_checkpoint(tmp_path / "again.pt", checkpoint)
     raw_old = torch.load(OLD_CHECKPOINT, weights_only=True)
     raw_new = torch.load(tmp_path / "again.pt", weights_only=True)
-    assert set(raw_new) == set(raw_old) | {"temperatures"} and raw_new["temperatures"] == []
+    assert set(raw_new) == set(raw_old) | {"temperatures", "provenance"}
+    assert raw_new["temperatures"] == [] and raw_new["provenance"] == {}
     for name, tensor in raw_old["model"].items():
         assert torch.equal(tensor, raw_new["model"][name]), name
     assert raw_new["history"] == raw_old["history"] and raw_new["config"] == raw_old["config"]
@@ -64,3 +74,22 @@ def test_checkpoint_round_trip_and_required_fields() -> None:
     assert Checkpoint.from_dict(checkpoint.to_dict(), "x.pt") == checkpoint
     with pytest.raises(Exception, match="lacks image_size"):
         Checkpoint.from_dict({k: v for k, v in state.items() if k != "image_size"}, "x.pt")
+
+
+def test_help_is_grouped_plain_text_and_every_command_has_version(capsys) -> None:
+    import dataclasses
+
+    from medclf import __version__, config
+    from medclf.cli import build_parser
+
+    for name, groups in config.HELP_GROUPS.items():
+        fields = {f.name for f in dataclasses.fields(getattr(config, name))}
+        listed = [n for _, names in groups for n in names]
+        assert set(listed) <= fields and len(listed) == len(set(listed)), name
+    text = build_parser(config.TrainConfig, "prog", "``python -m medclf.train``: train.\n\nExample::").format_help()
+    for heading in ("data:", "model:", "optimisation:", "schedule:", "hardware:", "cache:", "run:"):
+        assert f"\n{heading}\n" in text
+    assert "``" not in text and "::" not in text
+    with pytest.raises(SystemExit):
+        build_parser(config.ValidateConfig, "prog", "").parse_args(["--version"])
+    assert capsys.readouterr().out.strip() == f"medclf {__version__}"

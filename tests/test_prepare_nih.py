@@ -207,13 +207,13 @@ def test_script_bad_input_returns_2(tmp_path: Path, capsys) -> None:
     out = tmp_path / "nih.csv"
     base = ["--images", str(tmp_path), "--out", str(out)]
     assert script.main(["--data-entry", str(tmp_path / "missing.csv.gz"), *base]) == 2
-    err = capsys.readouterr().err
-    assert "file not found" in err and err.count("\n") == 1
+    printed = capsys.readouterr().out
+    assert printed.startswith("error: ") and "file not found" in printed and "Traceback" not in printed
     assert not out.exists()
 
     entry = _write_entry(tmp_path / "d.csv", ["a.png,Mass,0,1,5,M,PA"])
     assert script.main(["--data-entry", str(entry), *base, "--split", "0.7,x,0.2"]) == 2
-    assert "--split" in capsys.readouterr().err
+    assert "--split" in capsys.readouterr().out
     assert script.main(["--data-entry", str(entry), *base, "--test-list", str(tmp_path / "nope.txt")]) == 2
-    assert "nope.txt" in capsys.readouterr().err
+    assert "nope.txt" in capsys.readouterr().out
     assert not out.exists()

@@ -9,7 +9,7 @@ import pandas as pd
 from medclf.config import TrainConfig
 from medclf.data.loaders import cached_errors, scan_errors
 from medclf.data.manifest import SPLIT_COLUMN, SPLITS, Manifest
-from medclf.errors import ImageError, ManifestError
+from medclf.errors import ConfigError, ImageError, ManifestError
 
 log = logging.getLogger(__name__)
 
@@ -124,3 +124,26 @@ def check_patient_overlap(manifest: Manifest, column: str = "patient_id", allow:
     if not allow:
         raise ManifestError(manifest.path, [text + ". Split by patient, or pass --allow-patient-overlap"])
     log.warning("%s (allowed by --allow-patient-overlap: metrics may be optimistic)", text)
+
+
+def check_batches(n_train: int, batch_size: int, processes: int = 1) -> None:
+    """Say how TRAIN fills its batches when it cannot fill them evenly; refuse a split of one image.
+
+    Batch norm cannot train on one image, so a last batch of one is merged into the one before
+    (:class:`~medclf.data.loaders.EpochBatchSampler`); this says so instead of doing it silently.
+
+    Raises:
+        ConfigError: when a process would have fewer than two TRAIN images.
+    """
+    each = " per process" if processes > 1 else ""
+    if n_train < 2:
+        raise ConfigError(
+            f"TRAIN has {n_train} image(s){each}: at least two are needed (batch norm cannot train on one image)"
+        )
+    if n_train < batch_size:
+        log.warning("TRAIN has %d images%s, fewer than --batch-size %d: each epoch is one batch of %d",
+                    n_train, each, batch_size, n_train)  # fmt: skip
+    elif n_train % batch_size == 1:
+        log.warning("TRAIN's last batch%s would hold one image (%d = %d x %d + 1): it is merged into the batch "
+                    "before, which then holds %d", each, n_train, n_train // batch_size, batch_size,
+                    batch_size + 1)  # fmt: skip

@@ -19,7 +19,7 @@ import pandas as pd
 from medclf.data.manifest import IMAGE_COLUMN, SPLIT_COLUMN, SPLITS
 from medclf.data.nih import write_nih_manifest
 from medclf.data.nih_splits import check_fractions, check_views, read_source_csv
-from medclf.errors import ManifestError, MedclfError
+from medclf.errors import ManifestError
 
 __all__ = [
     "CXR_LABELS",
@@ -29,7 +29,6 @@ __all__ = [
     "check_fractions",
     "check_no_leakage",
     "check_views",
-    "error_line",
     "label_columns",
     "read_source_csv",
     "split_table",
@@ -151,12 +150,3 @@ def split_table(frame: pd.DataFrame) -> str:
         lines.append(f"{split:<12}{len(part):>10}{part['patient_id'].nunique():>10}")
     lines.append(f"{'total':<12}{len(frame):>10}{frame['patient_id'].nunique():>10}")
     return "\n".join(lines)
-
-
-def error_line(error: MedclfError) -> str:
-    """A one-line message for a command's stderr: the file and its first problems, or the error text."""
-    if isinstance(error, ManifestError):
-        shown = "; ".join(p.rstrip(":") for p in error.problems[:3])
-        more = len(error.problems) - 3
-        return f"{error.path}: {shown}" + (f" (and {more} more problem(s))" if more > 0 else "")
-    return " ".join(str(error).split())

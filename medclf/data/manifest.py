@@ -7,7 +7,7 @@ and column. Row numbers count the header as row 1, as spreadsheet programs do.
 
 from __future__ import annotations
 
-import csv
+import errno
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -16,7 +16,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from medclf.data.csv_cells import read_csv_cells
 from medclf.errors import ManifestError
+from medclf.reporting.files import restore_cell
 
 #: The 14 findings of NIH ChestX-ray14, as manifest column names.
 NIH_LABELS: tuple[str, ...] = (
@@ -108,7 +110,7 @@ class Manifest:
         path = Path(path)
         labels = tuple(labels)
         required_splits = tuple(s.upper() for s in required_splits)
-        raw = _read_csv(path)
+        raw, lines = read_csv_cells(path)
         if label_map:
             raw = raw.rename(columns=dict(label_map))
         absent = tuple(name for name in labels if name not in raw.columns) if allow_absent_labels else ()
@@ -122,7 +124,7 @@ class Manifest:
         if problems:
             raise ManifestError(path, problems)
 
-        rows = np.arange(len(raw)) + 2  # header is row 1
+        rows = np.asarray(lines, dtype=np.int64)  # the file's own line numbers; the header is row 1
         frame = raw.copy()
         frame["csv_row"] = rows
         problems += _check_images(path, frame, check_files)
@@ -224,23 +226,6 @@ def _label_values(column: pd.Series) -> pd.Series:
     return text.map(lambda v: 1.0 if v in _TRUE else 0.0 if v in _FALSE else -1.0 if v in _UNCERTAIN else np.nan)
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
-    if not path.is_file():
-        raise ManifestError(path, [f"file not found: {path}"])
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            header = next(csv.reader(f), [])
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig", skipinitialspace=True)
-    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError, csv.Error, ValueError) as e:
-        raise ManifestError(path, [f"cannot read the CSV: {e}"]) from None
-    header = [h.strip() for h in header]
-    duplicated = sorted({h for h in header if header.count(h) > 1})
-    if duplicated:
-        raise ManifestError(path, [f"column {h!r} appears more than once in the header" for h in duplicated])
-    frame.columns = [str(c).strip() for c in frame.columns]
-    return frame
-
-
 def _check_label_names(labels: tuple[str, ...], require_labels: bool) -> list[str]:
     problems = []
     if require_labels and not labels:
@@ -277,10 +262,10 @@ def _check_header(
 
 def _check_images(path: Path, frame: pd.DataFrame, check_files: bool) -> list[str]:
     problems = []
-    base = path.parent
+    base = Path(os.path.abspath(path)).parent  # absolute, so saved paths work from any folder
     resolved = []
     for row, value in zip(frame["csv_row"], frame[IMAGE_COLUMN], strict=True):
-        value = value.strip()
+        value = restore_cell(value.strip()).strip()  # medclf writes '=x.png as '=x.png (formula injection)
         if not value:
             problems.append(f"row {row}, column '{IMAGE_COLUMN}': empty image path")
             resolved.append("")
@@ -290,7 +275,7 @@ def _check_images(path: Path, frame: pd.DataFrame, check_files: bool) -> list[st
         full = os.path.normpath(p)
         resolved.append(full)
         if check_files and not os.path.isfile(full):
-            problems.append(f"row {row}, column '{IMAGE_COLUMN}': image file not found: {full}")
+            problems.append(f"row {row}, column '{IMAGE_COLUMN}': {_missing_why(full)}: {full}")
     frame[IMAGE_COLUMN] = resolved
     seen: dict[str, int] = {}
     for row, full in zip(frame["csv_row"], resolved, strict=True):
@@ -301,6 +286,18 @@ def _check_images(path: Path, frame: pd.DataFrame, check_files: bool) -> list[st
         else:
             seen[full] = row
     return problems
+
+
+def _missing_why(full: str) -> str:
+    """Why a path is not a readable image file: absent, a link loop, a dangling link, a folder."""
+    if os.path.islink(full):
+        try:
+            os.stat(full)
+        except OSError as e:
+            return "symbolic link loop" if e.errno == errno.ELOOP else "broken symbolic link (its target is missing)"
+    if os.path.isdir(full):
+        return "a folder, not an image file"
+    return "image file not found"
 
 
 def _check_splits(frame: pd.DataFrame) -> list[str]:

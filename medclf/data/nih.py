@@ -33,7 +33,7 @@ from medclf.data.nih_splits import (
     split_stats,
 )
 from medclf.errors import ConfigError, ManifestError
-from medclf.reporting.files import atomic_write
+from medclf.reporting.files import atomic_write, neutralise_cell
 
 __all__ = [
     "EXTRA_COLUMNS",
@@ -138,7 +138,8 @@ def write_nih_manifest(frame: pd.DataFrame, out: str | os.PathLike) -> Path:
     """Write a manifest frame atomically as CSV (through :func:`medclf.reporting.files.atomic_write`).
 
     Image paths under the CSV's folder are written relative to it (so that the folder can move as a
-    whole); all others stay absolute.
+    whole); all others stay absolute. Text cells that a spreadsheet would run as a formula get a leading
+    ``'`` (:func:`~medclf.reporting.files.neutralise_cell`), which the manifest reader removes from ``image``.
 
     Returns:
         The CSV path.
@@ -149,6 +150,8 @@ def write_nih_manifest(frame: pd.DataFrame, out: str | os.PathLike) -> Path:
     parts = frame[IMAGE_COLUMN].str.rpartition(os.sep)
     mapping = {d: _relative_dir(d, folder) for d in parts[0].unique()}
     frame[IMAGE_COLUMN] = parts[0].map(mapping) + parts[2]
+    for column in frame.select_dtypes(include=["object", "string"]).columns:  # numbers (labels 0/1) stay numbers
+        frame[column] = frame[column].map(neutralise_cell)
     with atomic_write(out, "w", encoding="utf-8", newline="") as f:
         frame.to_csv(f, index=False, lineterminator="\n")
     log.info("wrote %d image(s) to %s", len(frame), out)

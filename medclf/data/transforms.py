@@ -43,6 +43,7 @@ from monai.transforms import (
 )
 
 from medclf.data.dicom import read_dicom
+from medclf.data.read_errors import plain_error
 
 log = logging.getLogger(__name__)
 
@@ -209,22 +210,11 @@ class SkipUnreadable(Transform):
             return self.transform(data)
         except Exception as e:  # any decoder, any format: all mean "this image is unusable"
             return {
-                "error": root_cause(e),
+                "error": plain_error(str(data["image"]), e),
                 "path": str(data["image"]),
                 "row": data.get("row", -1),
                 "index": data.get("index", -1),
             }
-
-
-def root_cause(error: BaseException) -> str:
-    """The innermost cause of an exception chain, as ``Type: message`` (MONAI wraps errors twice)."""
-    while error.__cause__ is not None:
-        error = error.__cause__
-    text = str(error).strip().splitlines()
-    kind = type(error).__name__
-    if kind.islower():  # e.g. struct.error from a truncated file
-        kind = f"{type(error).__module__}.{kind}"
-    return f"{kind}: {text[0] if text else ''}".rstrip(": ")
 
 
 def preprocessing(image_size: int, labels: Sequence[str] = ()) -> Compose:
@@ -307,6 +297,5 @@ __all__ = [
     "is_image_file",
     "load_image",
     "preprocessing",
-    "root_cause",
     "to_unit_range",
 ]

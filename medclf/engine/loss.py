@@ -34,5 +34,7 @@ class MaskedBCEWithLogitsLoss(nn.Module):
         per_entry = F.binary_cross_entropy_with_logits(logits, filled, pos_weight=self.pos_weight, reduction="none")
         # where, not a product: an unknown entry must add nothing even when its output is infinite
         masked = torch.where(known, per_entry, torch.zeros_like(per_entry)).sum() / known.sum().clamp(min=1)
-        # A fully labelled batch gets exactly the plain mean (bit for bit, as before masking existed).
-        return torch.where(known.all(), per_entry.mean(), masked)
+        # A fully labelled batch gets exactly the plain loss, its gradient included (bit for bit, as before
+        # masking existed), so results do not move between versions.
+        plain = F.binary_cross_entropy_with_logits(logits, filled, pos_weight=self.pos_weight)
+        return torch.where(known.all(), plain, masked)

@@ -5,6 +5,7 @@ bootstrap intervals. Pure functions; no I/O.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -106,23 +107,63 @@ def rank_auroc(probs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return torch.where(pairs > 0, wins / pairs, torch.full_like(wins, math.nan))
 
 
-def bootstrap_auroc(
+def resample_counts(
+    n: int, n_resamples: int, seed: int = 0, chunk: int | None = None, device: torch.device | str = "cpu"
+) -> Iterator[torch.Tensor]:
+    """Bootstrap resamples of ``n`` images as draw counts, ``chunk`` resamples at a time.
+
+    One seeded generator draws ``n`` image indices with replacement per resample; a resample is the
+    vector of how often each image was drawn. Concatenated, the chunks form the (n_resamples, n) count
+    matrix that every bootstrap statistic of :func:`bootstrap_resamples` is weighted by. The same
+    ``(n, n_resamples, seed, chunk)`` give the same draws.
+
+    Yields:
+        (size, n) float32 count tensors on ``device``, ``size <= chunk``.
+    """
+    chunk = n_resamples if chunk is None else max(1, chunk)
+    generator = torch.Generator(device=device)
+    generator.manual_seed(seed)
+    for start in range(0, n_resamples, chunk):
+        size = min(chunk, n_resamples - start)
+        draws = torch.randint(0, n, (size, n), generator=generator, device=device)
+        yield torch.zeros(size, n, device=device).scatter_add_(1, draws, torch.ones(size, n, device=device))
+
+
+def confusion_indicators(probs: torch.Tensor, targets: torch.Tensor, thresholds: Sequence[float]) -> torch.Tensor:
+    """(N, 4, L) float32 0/1 indicators of TP, FP, TN, FN per image and label (prob >= threshold is positive).
+
+    Probabilities are compared in float64, as :func:`medclf.metrics.curves.confusion_counts` does; an
+    unknown (NaN) target is none of the four, so its image weighs 0 for that label.
+    """
+    cuts = torch.as_tensor(list(thresholds), dtype=torch.float64, device=probs.device)
+    if cuts.numel() != probs.shape[1]:
+        raise ValueError(f"{cuts.numel()} thresholds for {probs.shape[1]} labels")
+    predicted = probs.detach().double() >= cuts
+    known = ~torch.isnan(targets)
+    truth = known & (targets > 0)
+    negative = known & ~truth
+    return torch.stack([truth & predicted, negative & predicted, negative & ~predicted, truth & ~predicted], 1).float()
+
+
+def bootstrap_resamples(
     probs: torch.Tensor,
     targets: torch.Tensor,
     n_resamples: int = 1000,
     seed: int = 0,
+    thresholds: Sequence[float] | None = None,
     max_elements: int = 1 << 24,
-) -> torch.Tensor:
-    """AUROC of every label on ``n_resamples`` bootstrap resamples of the images.
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """AUROC and, given ``thresholds``, the 2x2 counts of every label on the same bootstrap resamples.
 
     Every label sees the same resamples (a paired bootstrap); a label's NaN (unknown) targets are left out.
-
-    Images are sorted once; a resample is a vector of counts (how often each image was drawn), so every
-    resample's AUROC is a weighted rank statistic over the same order. Resamples are processed in chunks
-    of about ``max_elements`` weights on the inputs' device.
+    Images are sorted once; a resample is a vector of counts (:func:`resample_counts`), so every
+    resample's AUROC is a weighted rank statistic over the same order, and its TP/FP/TN/FN are the
+    counts times the indicators of :func:`confusion_indicators` (one matrix product). Resamples are
+    processed in chunks of about ``max_elements`` weights on the inputs' device.
 
     Returns:
-        (n_resamples, L) float tensor, NaN where a resample has no positive or no negative of a label.
+        ``auroc`` (n_resamples, L), NaN where a resample has no positive or no negative of a label; and
+        ``confusion`` (n_resamples, 4, L) weighted ``[TP, FP, TN, FN]`` counts, or None without thresholds.
     """
     n, n_labels = probs.shape
     device = probs.device
@@ -133,17 +174,33 @@ def bootstrap_auroc(
     sorted_targets = hits.float()
     run, first, last = _tie_runs(values)
     first, last = first[run], last[run]
-    generator = torch.Generator(device=device)
-    generator.manual_seed(seed)
+    indicators = None if thresholds is None else confusion_indicators(probs, targets, thresholds).reshape(n, -1)
     chunk = max(1, max_elements // max(1, n * n_labels))
-    out = []
-    for start in range(0, n_resamples, chunk):
-        size = min(chunk, n_resamples - start)
-        draws = torch.randint(0, n, (size, n), generator=generator, device=device)
-        counts = torch.zeros(size, n, device=device).scatter_add_(1, draws, torch.ones(size, n, device=device))
+    aurocs, confusions = [], []
+    for counts in resample_counts(n, n_resamples, seed, chunk, device):
         weights = counts[:, order] if label_mask is None else counts[:, order] * label_mask
-        out.append(_weighted_auroc(sorted_targets, first, last, weights))
-    return torch.cat(out) if out else torch.empty(0, n_labels, device=device)
+        aurocs.append(_weighted_auroc(sorted_targets, first, last, weights))
+        if indicators is not None:  # integer counts: float32 sums are exact below 2**24 images
+            confusions.append((counts @ indicators).view(-1, 4, n_labels))
+    auroc = torch.cat(aurocs) if aurocs else torch.empty(0, n_labels, device=device)
+    if indicators is None:
+        return auroc, None
+    return auroc, torch.cat(confusions) if confusions else torch.empty(0, 4, n_labels, device=device)
+
+
+def bootstrap_auroc(
+    probs: torch.Tensor,
+    targets: torch.Tensor,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    max_elements: int = 1 << 24,
+) -> torch.Tensor:
+    """AUROC of every label on ``n_resamples`` bootstrap resamples of the images (see :func:`bootstrap_resamples`).
+
+    Returns:
+        (n_resamples, L) float tensor, NaN where a resample has no positive or no negative of a label.
+    """
+    return bootstrap_resamples(probs, targets, n_resamples, seed, max_elements=max_elements)[0]
 
 
 def percentile_interval(samples: torch.Tensor, level: float = 0.95) -> tuple[list[float | None], list[float | None]]:

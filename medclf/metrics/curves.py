@@ -1,5 +1,5 @@
 """Per-label curves and scores (numpy): ROC, precision-recall, average precision, confusion counts,
-calibration bins. Pure functions; no I/O.
+calibration bins, normalised confusion, operating points and errors by kind. Pure functions; no I/O.
 """
 
 from __future__ import annotations
@@ -166,3 +166,66 @@ def check_probs_targets(
         raise ValueError(f"{len(labels)} label names for {probs.shape[1]} columns")
     targets = np.asarray(targets, dtype=np.float64)
     return probs, np.where(np.isnan(targets), np.nan, targets > 0)
+
+
+def normalised_confusion(counts: np.ndarray) -> np.ndarray:
+    """2x2 confusion counts divided by their row sums (per true class).
+
+    Args:
+        counts: ``(..., 2, 2)`` counts indexed ``[true, predicted]``, as :func:`confusion_counts` gives.
+
+    Returns:
+        Float array of the same shape whose rows sum to 1: ``[[specificity, FPR], [FNR, sensitivity]]``;
+        a row without images (no negatives or no positives) is NaN.
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    if counts.shape[-2:] != (2, 2):
+        raise ValueError(f"confusion counts must end in (2, 2), got shape {counts.shape}")
+    rows = counts.sum(axis=-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(rows > 0, counts / np.where(rows > 0, rows, 1.0), np.nan)
+
+
+def operating_point_xy(
+    probs_1d: np.ndarray, targets_1d: np.ndarray, threshold: float
+) -> tuple[float | None, float | None, float | None, float | None]:
+    """Where a threshold sits on the ROC and PR curves (positive when prob >= threshold).
+
+    Returns:
+        ``(fpr, tpr, precision, recall)``; each ``None`` when 0/0 (no negatives, no positives, or no
+        positive calls). Unknown (NaN) targets are left out.
+    """
+    scores, truth = _as_1d(probs_1d, targets_1d)
+    called = scores >= threshold
+    tp = float(np.sum(called & (truth > 0)))
+    fp = float(np.sum(called & (truth <= 0)))
+    positives, negatives = float(np.sum(truth > 0)), float(np.sum(truth <= 0))
+    tpr = tp / positives if positives else None
+    fpr = fp / negatives if negatives else None
+    precision = tp / (tp + fp) if tp + fp else None
+    return fpr, tpr, precision, tpr
+
+
+def confident_errors_by_kind(
+    probs_1d: np.ndarray, targets_1d: np.ndarray, threshold: float, count: int
+) -> tuple[list[int], list[int]]:
+    """The most confident false positives and false negatives of one label, separately.
+
+    A false positive is a negative with ``prob >= threshold``, ranked by highest probability; a false
+    negative a positive with ``prob < threshold``, ranked by lowest probability. Ties keep index order;
+    unknown (NaN) targets are never errors.
+
+    Returns:
+        ``(false_positives, false_negatives)``: up to ``count`` row indices each, most confident first.
+    """
+    probs = np.asarray(probs_1d, dtype=np.float64).reshape(-1)
+    targets = np.asarray(targets_1d, dtype=np.float64).reshape(-1)
+    if probs.shape != targets.shape:
+        raise ValueError(f"probs and targets differ in length: {probs.size} vs {targets.size}")
+    known = ~np.isnan(targets)
+    called = probs >= threshold
+    false_pos = np.flatnonzero(known & (targets <= 0) & called)
+    false_neg = np.flatnonzero(known & (targets > 0) & ~called)
+    fp_order = false_pos[np.argsort(-probs[false_pos], kind="stable")]
+    fn_order = false_neg[np.argsort(probs[false_neg], kind="stable")]
+    return [int(i) for i in fp_order[: max(count, 0)]], [int(i) for i in fn_order[: max(count, 0)]]

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from medclf.metrics.auroc import classification_metrics, defined_labels, mean_defined
-from medclf.metrics.bootstrap import bootstrap_auroc, percentile_interval, rank_auroc
+from medclf.metrics.bootstrap import bootstrap_resamples, percentile_interval, rank_auroc
 from medclf.metrics.curves import average_precision, confusion_counts
 
 
@@ -30,6 +30,10 @@ def operating_point(tp: float, fp: float, tn: float, fn: float) -> dict[str, flo
     }
 
 
+RATES = ("sensitivity", "specificity", "ppv", "npv")
+"""The operating-point rates that get bootstrap intervals, as keys of :func:`operating_point`."""
+
+
 def evaluation_report(
     probs: torch.Tensor,
     targets: torch.Tensor,
@@ -44,37 +48,26 @@ def evaluation_report(
 
     Per label: AUROC (MONAI) with a percentile bootstrap interval (images resampled, seeded), average
     precision, positives/negatives/labelled images (NaN targets are unknown and left out), and at the
-    label's threshold the 2x2 counts, sensitivity, specificity,
-    PPV, NPV, F1 and accuracy. ``macro`` averages each quantity over the labels where it is defined (the
-    macro AUROC interval is the interval of the per-resample macro mean); ``micro`` pools every
+    label's operating threshold the 2x2 counts, sensitivity, specificity, PPV, NPV (each with an interval
+    from the same resamples as AUROC's), F1 and accuracy. ``macro`` averages each quantity over the labels
+    where it is defined (a macro interval is that of the per-resample macro mean); ``micro`` pools every
     image x label decision.
 
     Returns:
-        ``classification_metrics`` keys plus ``per_label`` (list of dicts), ``macro``, ``micro`` and
-        ``bootstrap`` (settings and the number of usable resamples).
+        ``classification_metrics`` keys plus ``accuracy_at_0.5`` (the same value as its ``accuracy``:
+        labelled image x label decisions at threshold 0.5), ``per_label`` (list of dicts), ``macro``,
+        ``micro`` and ``bootstrap`` (settings and the number of usable resamples).
     """
     base = classification_metrics(probs, targets, labels)
     probs_np = probs.detach().double().cpu().numpy()
     targets_np = targets.detach().cpu().numpy()
     counts = confusion_counts(probs_np, targets_np, thresholds)
-    low = high = [None] * len(labels)
-    macro_low = macro_high = None
-    valid = 0
-    if n_bootstrap > 0:
-        samples = bootstrap_auroc(probs, targets, n_bootstrap, seed)
-        defined = defined_labels(targets)
-        low, high = percentile_interval(samples, level)
-        macro_samples = samples[:, defined].nanmean(dim=1, keepdim=True) if bool(defined.any()) else samples[:, :1]
-        (macro_low,), (macro_high,) = percentile_interval(macro_samples, level)
-        valid = int((~samples[:, defined].isnan()).all(dim=1).sum())
     per_label = []
     for j, name in enumerate(labels):
         tn, fp, fn, tp = (int(v) for v in counts[j].reshape(-1))
         per_label.append({
             "label": name,
             "auroc": base["auroc"][name],
-            "auroc_ci_low": low[j] if base["auroc"][name] is not None else None,
-            "auroc_ci_high": high[j] if base["auroc"][name] is not None else None,
             "average_precision": average_precision(probs_np[:, j], targets_np[:, j]),
             "positives": base["positives"][name],
             "negatives": base["negatives"][name],
@@ -85,11 +78,85 @@ def evaluation_report(
         })  # fmt: skip
     keys = ["auroc", "average_precision", "sensitivity", "specificity", "ppv", "npv", "f1", "accuracy"]
     macro = {k: mean_defined([row[k] for row in per_label]) for k in keys}
-    macro.update(auroc_ci_low=macro_low, auroc_ci_high=macro_high)
     micro = micro_average(probs, targets, thresholds)
+    samples: dict[str, torch.Tensor | None] = dict.fromkeys(("auroc", *RATES))
+    pooled: dict[str, torch.Tensor | None] = dict.fromkeys(RATES)
+    valid = 0
+    if n_bootstrap > 0:  # one set of resamples for AUROC and the rates at the thresholds
+        auroc, confusion = bootstrap_resamples(probs, targets, n_bootstrap, seed, thresholds)
+        valid = int((~auroc[:, defined_labels(targets)].isnan()).all(dim=1).sum())
+        samples = {"auroc": auroc, **rate_samples(confusion)}
+        pooled = rate_samples(confusion.sum(dim=2, keepdim=True))
+    for metric, values in samples.items():
+        _set_intervals(metric, values, per_label, macro, level)
+    for metric, values in pooled.items():
+        micro.update(_interval_keys(metric, *_single_interval(values, level)))
     bootstrap = {"resamples": n_bootstrap, "usable_resamples": valid, "seed": seed, "level": level,
-                 "method": "percentile; images resampled with replacement"}  # fmt: skip
-    return {**base, "per_label": per_label, "macro": macro, "micro": micro, "bootstrap": bootstrap}
+                 "method": "percentile; images resampled with replacement (the same resamples for every "
+                           "label and metric)"}  # fmt: skip
+    return {**base, "accuracy_at_0.5": base["accuracy"], "per_label": [_ordered(r) for r in per_label],
+            "macro": _ordered(macro), "micro": _ordered(micro), "bootstrap": bootstrap}  # fmt: skip
+
+
+def rate_samples(confusion: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-resample sensitivity, specificity, PPV and NPV from (B, 4, L) ``[TP, FP, TN, FN]`` counts.
+
+    Returns:
+        ``{rate: (B, L) float64 tensor}``, NaN where the rate is 0/0 in a resample.
+    """
+    tp, fp, tn, fn = confusion.double().unbind(1)
+
+    def ratio(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return torch.where(b > 0, a / b.clamp(min=1), torch.full_like(a, math.nan))  # counts: b > 0 means b >= 1
+
+    return {"sensitivity": ratio(tp, tp + fn), "specificity": ratio(tn, tn + fp),
+            "ppv": ratio(tp, tp + fp), "npv": ratio(tn, tn + fn)}  # fmt: skip
+
+
+def _set_intervals(
+    metric: str,
+    samples: torch.Tensor | None,
+    per_label: list[dict[str, Any]],
+    macro: dict[str, Any],
+    level: float,
+) -> None:
+    """Add ``<metric>_ci_low`` / ``_ci_high`` to each label's row and to ``macro`` from (B, L) ``samples``.
+
+    A label's interval is None where its estimate is (or without samples); the macro interval is that of
+    the per-resample mean over the labels whose estimate is defined, ignoring a label that is 0/0 in one
+    resample (as AUROC's macro does).
+    """
+    width = len(per_label)
+    lows, highs = percentile_interval(samples, level) if samples is not None else ([None] * width, [None] * width)
+    for row, low, high in zip(per_label, lows, highs, strict=True):
+        defined = row[metric] is not None
+        row.update(_interval_keys(metric, low if defined else None, high if defined else None))
+    columns = [j for j, row in enumerate(per_label) if row[metric] is not None]
+    mean = samples[:, columns].nanmean(dim=1, keepdim=True) if samples is not None and columns else None
+    macro.update(_interval_keys(metric, *_single_interval(mean, level)))
+
+
+def _single_interval(samples: torch.Tensor | None, level: float) -> tuple[float | None, float | None]:
+    """The percentile interval of (B, 1) samples; (None, None) without samples."""
+    if samples is None:
+        return None, None
+    (low,), (high,) = percentile_interval(samples, level)
+    return low, high
+
+
+def _interval_keys(metric: str, low: float | None, high: float | None) -> dict[str, float | None]:
+    return {f"{metric}_ci_low": low, f"{metric}_ci_high": high}
+
+
+def _ordered(row: dict[str, Any]) -> dict[str, Any]:
+    """The row with each ``<metric>_ci_low`` / ``_ci_high`` right after ``<metric>`` (the CSV's column order)."""
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        if key.endswith(("_ci_low", "_ci_high")) and key.rsplit("_ci_", 1)[0] in row:
+            continue
+        out[key] = value
+        out.update({key + s: row[key + s] for s in ("_ci_low", "_ci_high") if key + s in row})
+    return out
 
 
 def micro_average(probs: torch.Tensor, targets: torch.Tensor, thresholds: Sequence[float]) -> dict[str, Any]:

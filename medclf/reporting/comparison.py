@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from medclf.errors import ComparisonError
 from medclf.metrics.comparison import PredictionTable
 from medclf.reporting.figures import FONT, TITLE_FONT
-from medclf.reporting.files import save_figure, write_csv, write_json
+from medclf.reporting.files import restore_cell, save_figure, write_csv, write_json
 
 PREDICTIONS = "predictions.csv"
 _PLAIN = {"facecolor": "white", "edgecolor": "none", "pad": 1.0}
@@ -71,7 +71,7 @@ def read_predictions(path: str | Path) -> PredictionTable:
         if (record.get("error") or "").strip() or any(not (record.get(f"prob_{n}") or "").strip() for n in labels):
             skipped += 1
             continue
-        images.append(record["image"])
+        images.append(restore_cell(record["image"]))  # as written before neutralising (write_csv)
         prob_rows.append([_number(record, f"prob_{n}", path, line) for n in labels])
         truth_rows.append([_truth(record, f"true_{n}", path, line) for n in labels])
     if not images:

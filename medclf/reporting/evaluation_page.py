@@ -7,25 +7,28 @@ from pathlib import Path
 from typing import Any
 
 from medclf.reporting.html import render_report
-from medclf.reporting.tables import interval_text
+from medclf.reporting.tables import interval_text, thresholds_phrase
 
 Section = tuple[str, str, list[str], list[list[str]]]
 
 
 def evaluation_page(metrics: dict[str, Any], pngs: Sequence[tuple[str, bytes]]) -> str:
     """The report page of ``validate``: facts, per-label metrics, calibration, TTA, subgroups, figures."""
-    columns, rows = _per_label_rows(metrics)
+    columns, rows, footer = _per_label_rows(metrics)
+    at = thresholds_phrase(metrics.get("thresholds_from"))
     sections = [_calibration_section(metrics["calibration"])]
     if metrics.get("subgroups"):
-        sections.append(_subgroup_section(metrics["subgroups"]))
+        sections.append(_subgroup_section(metrics["subgroups"], at))
     title = f"medclf evaluation: {Path(metrics['checkpoint']).name} on {metrics['split']}"
-    return render_report(title, _facts(metrics), columns, rows, pngs, sections=sections)
+    heading = f"Per-label metrics (sensitivity, specificity, PPV, NPV, F1 and accuracy {at})"
+    return render_report(title, _facts(metrics), columns, rows, pngs, sections=sections, footer=footer, heading=heading)
 
 
 def _facts(metrics: dict[str, Any]) -> list[tuple[str, str]]:
     macro, micro = metrics["macro"], metrics["micro"]
     ci = _interval(macro["auroc_ci_low"], macro["auroc_ci_high"])
     calibration, tta = metrics["calibration"], metrics.get("tta")
+    at = thresholds_phrase(metrics.get("thresholds_from"))
     facts = [
         ("Checkpoint", f"{metrics['checkpoint']} (epoch {metrics['checkpoint_epoch']})"),
         ("Data", f"{metrics['csv']}, split {metrics['split']}: {metrics['n_images']} images"),
@@ -34,39 +37,61 @@ def _facts(metrics: dict[str, Any]) -> list[tuple[str, str]]:
         ("Micro AUROC", _num(micro["auroc"])),
         ("Macro average precision", _num(macro["average_precision"])),
         ("Thresholds", metrics["thresholds_from"]),
+        (f"Macro sensitivity / specificity {at}",
+         f"{_with_ci(macro, 'sensitivity')} / {_with_ci(macro, 'specificity')} (mean over labels)"),
+        (f"Accuracy {at}", f"{_num(micro['accuracy'])} over all labelled image x label decisions (micro); "
+                           f"{_num(macro['accuracy'])} mean over labels (macro)"),
+        ("Accuracy at 0.5", f"{_num(metrics.get('accuracy_at_0.5', metrics['accuracy']))} over all labelled "
+                            "image x label decisions, on the uncalibrated outputs (training's val_acc)"),
         ("Calibration", "temperature scaling, " + calibration["temperatures_from"] if calibration["applied"]
          else calibration["temperatures_from"]),
         ("Test-time augmentation", "not used" if not tta else
          f"{tta['views']} views; macro AUROC {_num(tta['macro_auroc_without'])} without, "
          f"{_num(tta['macro_auroc_with'])} with (change {_signed(tta['macro_change'])})"),
-        ("Confidence intervals", f"{metrics['bootstrap']['resamples']} bootstrap resamples of the images, "
+        ("Confidence intervals", f"AUROC, sensitivity, specificity, PPV and NPV: the same "
+                                 f"{metrics['bootstrap']['resamples']} bootstrap resamples of the images, "
                                  f"seed {metrics['bootstrap']['seed']}, percentile 95%"),
         ("Unreadable images", str(len(metrics["skipped_images"]))),
         ("Labels absent from the data", ", ".join(metrics["absent_labels"]) or "none"),
     ]  # fmt: skip
-    return facts
+    return facts + _provenance_facts(metrics.get("provenance") or {})
 
 
-def _per_label_rows(metrics: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    columns = ["label", "AUROC [95% CI]", "AP", "positives", "negatives", "threshold", "sensitivity",
-               "specificity", "PPV", "NPV", "F1", "accuracy"]  # fmt: skip
+def _provenance_facts(prov: dict[str, Any]) -> list[tuple[str, str]]:
+    """Who made this page from what: versions, date, command, commit, device, hashes of the inputs."""
+    if not prov:
+        return []
+    hashes = {**prov.get("manifests_sha256", {}), **prov.get("checkpoint_sha256", {})}
+    return [
+        ("Produced", f"{prov.get('date', '')} on {prov.get('host', '')} ({prov.get('device', '')})"),
+        ("Software", f"medclf {prov.get('medclf')}, torch {prov.get('torch')}, MONAI {prov.get('monai')}, "
+                     f"Python {prov.get('python')}; git commit {prov.get('git_commit') or 'n/a (not a checkout)'}"),
+        ("Command", prov.get("command", "")),
+        *[(f"SHA-256 of {Path(path).name}", digest or "unreadable") for path, digest in hashes.items()],
+    ]  # fmt: skip
+
+
+def _per_label_rows(metrics: dict[str, Any]) -> tuple[list[str], list[list[str]], list[list[str]]]:
+    """Columns, one row per label, and the macro and micro rows (kept last when the table is sorted)."""
+    columns = ["label", "AUROC [95% CI]", "AP", "positives", "negatives", "threshold", "sensitivity [95% CI]",
+               "specificity [95% CI]", "PPV [95% CI]", "NPV [95% CI]", "F1", "accuracy"]  # fmt: skip
+    rates = ["sensitivity", "specificity", "ppv", "npv"]
     rows = []
     for row in metrics["per_label"]:
-        rows.append([
-            row["label"], f"{_num(row['auroc'])} {_interval(row['auroc_ci_low'], row['auroc_ci_high'])}".strip(),
-            _num(row["average_precision"]), str(row["positives"]), str(row["negatives"]), _num(row["threshold"]),
-            _num(row["sensitivity"]), _num(row["specificity"]), _num(row["ppv"]), _num(row["npv"]),
-            _num(row["f1"]), _num(row["accuracy"]),
-        ])  # fmt: skip
+        rows.append([row["label"], _with_ci(row, "auroc"), _num(row["average_precision"]), str(row["positives"]),
+                     str(row["negatives"]), _num(row["threshold"]), *(_with_ci(row, k) for k in rates),
+                     _num(row["f1"]), _num(row["accuracy"])])  # fmt: skip
+    footer = []
     for name in ("macro", "micro"):
         avg = metrics[name]
-        ci = _interval(avg.get("auroc_ci_low"), avg.get("auroc_ci_high"))
-        rows.append([
-            f"{name} average", f"{_num(avg['auroc'])} {ci}".strip(), _num(avg["average_precision"]), "", "", "",
-            _num(avg["sensitivity"]), _num(avg["specificity"]), _num(avg["ppv"]), _num(avg["npv"]),
-            _num(avg["f1"]), _num(avg["accuracy"]),
-        ])  # fmt: skip
-    return columns, rows
+        footer.append([f"{name} average", _with_ci(avg, "auroc"), _num(avg["average_precision"]), "", "", "",
+                       *(_with_ci(avg, k) for k in rates), _num(avg["f1"]), _num(avg["accuracy"])])  # fmt: skip
+    return columns, rows, footer
+
+
+def _with_ci(row: dict[str, Any], key: str) -> str:
+    """``0.812 [0.780, 0.840]``: the value and, when there is one, its interval."""
+    return f"{_num(row[key])} {_interval(row.get(f'{key}_ci_low'), row.get(f'{key}_ci_high'))}".strip()
 
 
 def _calibration_section(calibration: dict[str, Any]) -> Section:
@@ -80,7 +105,7 @@ def _calibration_section(calibration: dict[str, Any]) -> Section:
     return ("calibration", "Calibration (expected calibration error, 10 bins; Brier score)", columns, rows)
 
 
-def _subgroup_section(block: dict[str, Any]) -> Section:
+def _subgroup_section(block: dict[str, Any], at: str) -> Section:
     columns = ["attribute", "group", "label", "n", "positives", "AUROC [95% CI]", "TPR", "FPR"]
     rows = []
     for row in block["rows"]:
@@ -89,7 +114,7 @@ def _subgroup_section(block: dict[str, Any]) -> Section:
         )
         rows.append([row["attribute"], str(row["group"]), row["label"], str(row["n"]), str(row["positives"]),
                      auroc.strip(), _num(row["tpr"]), _num(row["fpr"])])  # fmt: skip
-    return ("subgroups", "Subgroups (TPR and FPR at the VALIDATION-chosen thresholds)", columns, rows)
+    return ("subgroups", f"Subgroups (TPR and FPR {at})", columns, rows)
 
 
 def _num(value: float | None) -> str:

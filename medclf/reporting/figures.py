@@ -5,6 +5,8 @@ headless and in worker threads, and accepted by TensorBoard's ``add_figure``. In
 ``probs`` (N, L) in [0, 1], ``targets`` (N, L) 0/1 and ``labels`` (L names). Per-label figures use a grid
 of 3.2-inch panels, 4 per row, with fonts of at least 9 pt, so 14 labels read without zooming. A label
 without positives (or negatives) still gets its panel, with a note saying why its curve is undefined.
+The calibration figure is in :mod:`medclf.reporting.figures_calibration`, the most-confident-errors
+figure in :mod:`medclf.reporting.figures_errors`.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -20,12 +23,12 @@ from matplotlib.figure import Figure
 
 from medclf.metrics.curves import (
     average_precision,
-    calibration_bins,
     check_probs_targets,
     class_counts,
     confusion_counts,
     curve_auroc,
-    expected_calibration_error,
+    normalised_confusion,
+    operating_point_xy,
     pr_curve_points,
     roc_curve_points,
 )
@@ -34,6 +37,7 @@ PANEL_INCHES = 3.2
 COLUMNS = 4
 FONT = 9
 TITLE_FONT = 10
+_POINT_NOTE = " (red dot: operating point at the label's threshold t)"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -49,38 +53,78 @@ def figure_png(fig: Figure, dpi: int = 110) -> bytes:
     return buffer.getvalue()
 
 
-def roc_figure(probs: np.ndarray, targets: np.ndarray, labels: Sequence[str]) -> Figure:
-    """Per-label ROC curves with AUROC in the legend and the chance diagonal."""
+def roc_figure(
+    probs: np.ndarray,
+    targets: np.ndarray,
+    labels: Sequence[str],
+    thresholds: Sequence[float] | None = None,
+    intervals: Sequence[tuple[float | None, float | None]] | None = None,
+    shown_thresholds: Sequence[float] | None = None,
+) -> Figure:
+    """Per-label ROC curves with AUROC in the legend and the chance diagonal.
 
-    def draw(ax: Axes, p: np.ndarray, t: np.ndarray, positives: int, negatives: int) -> bool:
+    Args:
+        probs, targets, labels: As in the module docstring.
+        thresholds: Per-label operating thresholds on the scale of ``probs``; each label's point (FPR, TPR)
+            is marked, labelled with its threshold, and its coordinates are added to the panel title.
+        intervals: Per-label AUROC interval ``(low, high)`` written after the AUROC (None parts: omitted).
+        shown_thresholds: The threshold values written on the plot (default ``thresholds``), e.g. the
+            calibrated ones when the curves are drawn on the raw outputs.
+    """
+    cuts, shown = _thresholds(thresholds, shown_thresholds, labels)
+    bounds = _per_label(intervals, labels, "intervals")
+
+    def draw(ax: Axes, j: int, p: np.ndarray, t: np.ndarray, positives: int, negatives: int) -> str | None:
         ax.plot([0, 1], [0, 1], linestyle="--", color="0.6", linewidth=1, label="chance")
         points = roc_curve_points(p, t)
-        if points is not None:
-            fpr, tpr, _ = points
-            ax.plot(fpr, tpr, color="C0", linewidth=1.8, label=f"AUROC {curve_auroc(p, t):.3f}")
-        return points is not None
+        if points is None:
+            return None
+        fpr, tpr, _ = points
+        text = f"AUROC {curve_auroc(p, t):.3f}" + (_interval_text(*bounds[j]) if bounds else "")
+        ax.plot(fpr, tpr, color="C0", linewidth=1.8, label=text)
+        if cuts is None:
+            return ""
+        x, y, _, _ = operating_point_xy(p, t, cuts[j])
+        return _mark(ax, x, y, shown[j], f"TPR {y:.2f}, FPR {x:.2f}" if x is not None and y is not None else "")
 
     axis_names = ("false positive rate", "true positive rate")
-    return _curve_panels(probs, targets, labels, "ROC curves", axis_names, draw, legend=("lower right", True))
+    title = "ROC curves" + (_POINT_NOTE if cuts is not None else "")
+    return _curve_panels(probs, targets, labels, title, axis_names, draw, legend=("lower right", True))
 
 
-def pr_figure(probs: np.ndarray, targets: np.ndarray, labels: Sequence[str]) -> Figure:
-    """Per-label precision-recall curves with average precision in the legend and a prevalence line."""
+def pr_figure(
+    probs: np.ndarray,
+    targets: np.ndarray,
+    labels: Sequence[str],
+    thresholds: Sequence[float] | None = None,
+    shown_thresholds: Sequence[float] | None = None,
+) -> Figure:
+    """Per-label precision-recall curves with average precision in the legend and a prevalence line.
 
-    def draw(ax: Axes, p: np.ndarray, t: np.ndarray, positives: int, negatives: int) -> bool:
+    ``thresholds`` (on the scale of ``probs``) mark each label's operating point (recall, precision),
+    labelled with ``shown_thresholds`` (default ``thresholds``), as in :func:`roc_figure`.
+    """
+    cuts, shown = _thresholds(thresholds, shown_thresholds, labels)
+
+    def draw(ax: Axes, j: int, p: np.ndarray, t: np.ndarray, positives: int, negatives: int) -> str | None:
         points = pr_curve_points(p, t)
-        if points is not None:
-            recall, precision, _ = points
-            ap = average_precision(p, t)
-            ax.plot(recall, precision, color="C1", linewidth=1.8, drawstyle="steps-pre", label=f"AP {ap:.3f}")
-            prevalence = positives / (positives + negatives)
-            ax.axhline(prevalence, linestyle="--", color="0.6", linewidth=1, label=f"prevalence {prevalence:.3f}")
-            if negatives == 0:
-                _note(ax, "no negatives:\nprecision is always 1")
-        return points is not None
+        if points is None:
+            return None
+        recall, precision, _ = points
+        ap = average_precision(p, t)
+        ax.plot(recall, precision, color="C1", linewidth=1.8, drawstyle="steps-pre", label=f"AP {ap:.3f}")
+        prevalence = positives / (positives + negatives)
+        ax.axhline(prevalence, linestyle="--", color="0.6", linewidth=1, label=f"prevalence {prevalence:.3f}")
+        if negatives == 0:
+            _note(ax, "no negatives:\nprecision is always 1")
+        if cuts is None:
+            return ""
+        _, _, y, x = operating_point_xy(p, t, cuts[j])
+        return _mark(ax, x, y, shown[j], "no positive calls" if y is None else f"recall {x:.2f}, precision {y:.2f}")
 
     axis_names = ("recall", "precision")
-    return _curve_panels(probs, targets, labels, "Precision-recall curves", axis_names, draw, legend=("best", False))
+    title = "Precision-recall curves" + (_POINT_NOTE if cuts is not None else "")
+    return _curve_panels(probs, targets, labels, title, axis_names, draw, legend=("best", False))
 
 
 def _curve_panels(
@@ -89,10 +133,11 @@ def _curve_panels(
     labels: Sequence[str],
     title: str,
     axis_names: tuple[str, str],
-    draw: Callable[[Axes, np.ndarray, np.ndarray, int, int], bool],
+    draw: Callable[[Axes, int, np.ndarray, np.ndarray, int, int], str | None],
     legend: tuple[str, bool],
 ) -> Figure:
-    """One panel per label; ``draw`` plots a label's curve and says whether it is defined.
+    """One panel per label; ``draw`` plots label ``j``'s curve and returns a line to add to the panel
+    title ("" for none), or None when the curve is undefined.
 
     ``legend`` is (location, whether to show it on panels whose curve is undefined).
     """
@@ -100,13 +145,51 @@ def _curve_panels(
     fig, axes = _panel_grid(len(labels), title)
     for j, (ax, name) in enumerate(zip(axes, labels, strict=True)):
         positives, negatives = class_counts(targets[:, j])
-        defined = draw(ax, probs[:, j], targets[:, j], positives, negatives)
+        extra = draw(ax, j, probs[:, j], targets[:, j], positives, negatives)
+        defined = extra is not None
         if not defined:
             _note(ax, _undefined(positives, negatives))
-        _style_unit_axes(ax, _panel_title(name, positives, negatives), *axis_names)
+        title_text = _panel_title(name, positives, negatives) + (f"\n{extra}" if extra else "")
+        _style_unit_axes(ax, title_text, *axis_names)
         if defined or legend[1]:
             ax.legend(loc=legend[0], fontsize=FONT, frameon=True)
     return fig
+
+
+def _thresholds(
+    thresholds: Sequence[float] | None, shown: Sequence[float] | None, labels: Sequence[str]
+) -> tuple[list[float] | None, list[float] | None]:
+    """Checked per-label thresholds and the values to write for them (default: the thresholds)."""
+    cuts = _per_label(thresholds, labels, "thresholds")
+    written = _per_label(shown, labels, "shown_thresholds")
+    return cuts, written if written is not None else cuts
+
+
+def _per_label(values: Sequence[Any] | None, labels: Sequence[str], what: str) -> list[Any] | None:
+    if values is None:
+        return None
+    if len(values) != len(labels):
+        raise ValueError(f"{len(values)} {what} for {len(labels)} labels")
+    return list(values)
+
+
+def _interval_text(low: float | None, high: float | None) -> str:
+    return "" if low is None or high is None else f" [{low:.3f}, {high:.3f}]"
+
+
+def _mark(ax: Axes, x: float | None, y: float | None, threshold: float, detail: str) -> str:
+    """Mark the operating point with a red dot labelled with its threshold; return the title line
+    ``"at t <threshold>: <detail>"`` (``detail``: its coordinates, or why it is undefined)."""
+    line = f"at t {threshold:.3f}: {detail or 'undefined'}"
+    if x is None or y is None:
+        return line
+    ax.plot(x, y, marker="o", markersize=7, color="C3", markeredgecolor="white", linestyle="none", zorder=6)
+    right = x > 0.6
+    offset = (-8 if right else 8, -12 if y > 0.2 else 8)
+    box = {"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.8}
+    ax.annotate(f"t {threshold:.3f}", (x, y), xytext=offset, textcoords="offset points",
+                ha="right" if right else "left", fontsize=FONT, color="C3", bbox=box)  # fmt: skip
+    return line
 
 
 def confusion_figure(
@@ -114,105 +197,35 @@ def confusion_figure(
 ) -> Figure:
     """Per-label 2x2 confusion matrices at per-label thresholds (positive when prob >= threshold).
 
-    Each cell shows the count and its percentage of the label's N images.
+    Rows are normalised per true class and coloured by that fraction, so the diagonal reads specificity
+    (top left) and sensitivity (bottom right); each cell also shows its count. A class without images
+    has an empty (grey) row.
     """
+    from matplotlib import colormaps
+
     probs, targets = check_probs_targets(probs, targets, labels)
     counts = confusion_counts(probs, targets, thresholds)
-    fig, axes = _panel_grid(len(labels), "Confusion matrices (prediction positive when prob >= threshold)")
+    shares = normalised_confusion(counts)
+    cmap = colormaps["Blues"].with_extremes(bad="0.9")
+    names = (("specificity", "FPR"), ("FNR", "sensitivity"))
+    title = "Confusion matrices: rows normalised per true class (prediction positive when prob >= threshold)"
+    fig, axes = _panel_grid(len(labels), title)
     for j, (ax, name) in enumerate(zip(axes, labels, strict=True)):
-        matrix = counts[j]
-        labelled = matrix.sum()
-        share = matrix / labelled if labelled else np.zeros((2, 2))
-        ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
+        ax.imshow(np.ma.masked_invalid(shares[j]), cmap=cmap, vmin=0.0, vmax=1.0)
         for t in range(2):
             for p in range(2):
-                colour = "white" if share[t, p] > 0.55 else "black"
-                ax.text(
-                    p,
-                    t,
-                    f"{matrix[t, p]}\n{100.0 * share[t, p]:.1f}%",
-                    ha="center",
-                    va="center",
-                    fontsize=TITLE_FONT,
-                    color=colour,
-                )
+                share = shares[j, t, p]
+                value = "n/a" if np.isnan(share) else f"{share:.2f}"
+                ax.text(p, t, f"{names[t][p]}\n{value}\n({counts[j, t, p]})", ha="center", va="center",
+                        fontsize=FONT, color="white" if share > 0.55 else "black")  # fmt: skip
         ax.set_xticks([0, 1], ["neg", "pos"], fontsize=FONT)
         ax.set_yticks([0, 1], ["neg", "pos"], fontsize=FONT)
         ax.set_xlabel("predicted", fontsize=FONT)
         ax.set_ylabel("true", fontsize=FONT)
-        positives, negatives = int(matrix[1].sum()), int(matrix[0].sum())
-        title = f"{name}\nthreshold {float(thresholds[j]):.3f}"
-        if positives == 0 or negatives == 0:
-            title += "\n(" + ("no positives" if positives == 0 else "no negatives") + ")"
-        ax.set_title(title, fontsize=TITLE_FONT)
+        positives, negatives = int(counts[j, 1].sum()), int(counts[j, 0].sum())
+        ax.set_title(f"{_panel_title(name, positives, negatives)}\nthreshold {float(thresholds[j]):.3f}",
+                     fontsize=TITLE_FONT)  # fmt: skip
     return fig
-
-
-def calibration_figure(
-    probs: np.ndarray,
-    targets: np.ndarray,
-    labels: Sequence[str],
-    n_bins: int = 10,
-    raw_probs: np.ndarray | None = None,
-) -> Figure:
-    """Reliability diagram: pooled curve (bold, ECE in the legend), thin per-label curves, the diagonal,
-    and a histogram of the predicted probabilities underneath. With ``raw_probs`` (the outputs before
-    temperature scaling) their pooled curve is drawn dashed for comparison."""
-    probs, targets = check_probs_targets(probs, targets, labels)
-    fig = _new_figure((10.5, 7.5))
-    grid = fig.add_gridspec(2, 1, height_ratios=[3, 1])
-    top: Axes = fig.add_subplot(grid[0])
-    bottom: Axes = fig.add_subplot(grid[1], sharex=top)
-    top.plot([0, 1], [0, 1], linestyle="--", color="0.5", linewidth=1, label="perfect calibration")
-    colours = _label_colours(len(labels))
-    for j, name in enumerate(labels):
-        mean_pred, frac_pos, _ = calibration_bins(probs[:, j], targets[:, j], n_bins)
-        used = ~np.isnan(mean_pred)
-        top.plot(mean_pred[used], frac_pos[used], linewidth=0.9, alpha=0.75, color=colours[j], label=name)
-    pooled_probs, pooled_targets = probs.reshape(-1), targets.reshape(-1)
-    mean_pred, frac_pos, _ = calibration_bins(pooled_probs, pooled_targets, n_bins)
-    used = ~np.isnan(mean_pred)
-    ece = expected_calibration_error(pooled_probs, pooled_targets, n_bins)
-    if ece is None:
-        _note(top, "no predictions")
-    else:
-        top.plot(
-            mean_pred[used],
-            frac_pos[used],
-            color="black",
-            linewidth=2.8,
-            marker="o",
-            markersize=5,
-            label=f"all labels pooled{', calibrated' if raw_probs is not None else ''} (ECE {ece:.3f})",
-            zorder=5,
-        )
-    if raw_probs is not None:
-        _raw_curve(top, check_probs_targets(raw_probs, targets, labels)[0].reshape(-1), pooled_targets, n_bins)
-    top.set_xlim(0, 1)
-    top.set_ylim(-0.02, 1.02)
-    top.set_ylabel("fraction positive", fontsize=FONT)
-    top.set_title(f"Calibration ({n_bins} equal-width bins)", fontsize=TITLE_FONT + 1)
-    top.tick_params(labelsize=FONT, labelbottom=False)
-    top.grid(alpha=0.3)
-    top.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=FONT, frameon=False)
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
-    bottom.hist(np.clip(pooled_probs, 0.0, 1.0), bins=edges, color="0.45", edgecolor="white")
-    if pooled_probs.size:
-        bottom.set_yscale("log")
-    bottom.set_xlabel("predicted probability", fontsize=FONT)
-    bottom.set_ylabel("count (log)" if pooled_probs.size else "count", fontsize=FONT)
-    bottom.tick_params(labelsize=FONT)
-    bottom.grid(alpha=0.3)
-    return fig
-
-
-def _raw_curve(ax: Axes, raw: np.ndarray, targets: np.ndarray, n_bins: int) -> None:
-    mean_pred, frac_pos, _ = calibration_bins(raw, targets, n_bins)
-    used = ~np.isnan(mean_pred)
-    ece = expected_calibration_error(raw, targets, n_bins)
-    if ece is not None:
-        ax.plot(mean_pred[used], frac_pos[used], color="0.35", linewidth=2.0, linestyle="--", marker="s",
-                markersize=4, label=f"before temperature scaling (ECE {ece:.3f})", zorder=4)  # fmt: skip
 
 
 def image_grid_figure(images: Sequence[np.ndarray], captions: Sequence[str], title: str) -> Figure:
@@ -229,16 +242,21 @@ def image_grid_figure(images: Sequence[np.ndarray], captions: Sequence[str], tit
     lines = max(str(c).count("\n") + 1 for c in captions)
     fig, axes = _panel_grid(len(images), title, extra_height=0.18 * lines)
     for ax, image, caption in zip(axes, images, captions, strict=True):
-        pixels = np.asarray(image, dtype=np.float64)
-        if pixels.ndim == 3 and pixels.shape[-1] == 1:
-            pixels = pixels[..., 0]
-        if pixels.ndim != 2:
-            raise ValueError(f"images must be (H, W) arrays, got shape {pixels.shape}")
-        ax.imshow(pixels, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.set_xlabel(str(caption), fontsize=FONT, linespacing=1.3)
+        _show_image(ax, image, caption)
     return fig
+
+
+def _show_image(ax: Axes, image: np.ndarray, caption: str) -> None:
+    """A grayscale (H, W) or (H, W, 1) image in [0, 1] without ticks, ``caption`` under it."""
+    pixels = np.asarray(image, dtype=np.float64)
+    if pixels.ndim == 3 and pixels.shape[-1] == 1:
+        pixels = pixels[..., 0]
+    if pixels.ndim != 2:
+        raise ValueError(f"images must be (H, W) arrays, got shape {pixels.shape}")
+    ax.imshow(pixels, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_xlabel(str(caption), fontsize=FONT, linespacing=1.3)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -269,7 +287,7 @@ def _panel_grid(n_panels: int, title: str, extra_height: float = 0.0) -> tuple[F
 def _style_unit_axes(ax: Axes, title: str, xlabel: str, ylabel: str) -> None:
     ax.set_xlim(-0.01, 1.01)
     ax.set_ylim(-0.01, 1.01)
-    ax.set_aspect("equal")
+    ax.set_box_aspect(1)  # square panels; unlike set_aspect, also works with a twin axis
     ax.set_title(title, fontsize=TITLE_FONT)
     ax.set_xlabel(xlabel, fontsize=FONT)
     ax.set_ylabel(ylabel, fontsize=FONT)
@@ -299,13 +317,6 @@ def _note(ax: Axes, text: str) -> None:
         color="darkred",
         bbox={"boxstyle": "round", "facecolor": "white", "edgecolor": "darkred", "alpha": 0.9},
     )
-
-
-def _label_colours(n: int) -> list[tuple[float, float, float, float]]:
-    from matplotlib import colormaps
-
-    cmap = colormaps["tab20"]
-    return [cmap(i % cmap.N) for i in range(n)]
 
 
 def overlay_figure(image: np.ndarray, heatmap: np.ndarray, title: str, alpha: float = 0.45) -> Figure:

@@ -1,5 +1,9 @@
 """Crash-safe writers for every file medclf produces (except checkpoints): JSON, CSV, text, bytes,
-figures. Each goes through :func:`atomic_write`, so a reader sees the old file or the new one.
+figures. Each goes through :func:`atomic_write`, so a reader sees the old file or the new one, and a
+failed write (full disk, no permission) is a :class:`~medclf.errors.StorageError` naming the file.
+
+Text cells of CSV files are neutralised against spreadsheet formula injection (:func:`neutralise_cell`);
+medclf's own readers undo it with :func:`restore_cell`.
 """
 
 from __future__ import annotations
@@ -9,13 +13,21 @@ import csv
 import json
 import math
 import os
+import re
 import secrets
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
-import torch
+
+from medclf.errors import ConfigError, StorageError, describe_os_error
+
+# OWASP "CSV injection": a spreadsheet runs a cell starting with one of these as a formula.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# A plain decimal number ("-1", "+0.5", "-2e-3") is shown as a number, never run: left as it is.
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
 @contextlib.contextmanager
@@ -24,22 +36,65 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", **open_kwargs: Any) -
 
     On any exception the temporary file is removed and ``path`` is untouched. The temporary file is
     created with mode 0o666 so that the process umask applies, as for a plain ``open()``.
+
+    Raises:
+        StorageError: the folder or the file cannot be created or written (e.g. the disk is full); the
+            message names the file and says that the previous one, if any, is kept.
+        ConfigError: a file stands where the folder of ``path`` is expected.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(path.parent, what=f"the folder of {path.name}")
     tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError as e:
+        raise _write_error(path, e) from None
     try:
         with os.fdopen(fd, mode, **open_kwargs) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+    except BaseException as e:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.errno is not None:
+            raise _write_error(path, e) from None
         raise
     _fsync_dir(path.parent)
+
+
+def _write_error(path: Path, error: OSError) -> StorageError:
+    kept = f"the previous {path.name} is kept" if path.exists() else f"no {path.name} was written"
+    return StorageError(f"cannot write {path}: {describe_os_error(error)}; {kept}")
+
+
+def make_folder(folder: str | os.PathLike, what: str = "the folder") -> Path | None:
+    """Create ``folder`` and its missing parents.
+
+    Returns:
+        The topmost folder this call created (to remove after a failed start), or None if it existed.
+
+    Raises:
+        ConfigError: a file stands where a folder is expected (``folder`` itself or a parent).
+        StorageError: the folder cannot be created (no permission, read-only or full disk, ...).
+    """
+    folder = Path(folder)
+    if folder.is_dir():
+        return None
+    if folder.exists() or folder.is_symlink():
+        raise ConfigError(f"{what} {folder} is a file, not a folder; choose a folder (the file is left unchanged)")
+    top = folder
+    while not top.parent.exists() and top.parent != top:
+        top = top.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocker = next((p for p in folder.parents if p.exists() and not p.is_dir()), folder)
+        raise ConfigError(f"cannot create {what} {folder}: {blocker} is a file, not a folder") from None
+    except OSError as e:
+        raise StorageError(f"cannot create {what} {folder}: {describe_os_error(e)}; nothing was written") from None
+    return top
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -68,7 +123,8 @@ def _plain(value: Any) -> Any:
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
-    if isinstance(value, torch.Tensor | np.ndarray):
+    torch = sys.modules.get("torch")  # no tensor exists unless torch is loaded; the CSV readers do not need it
+    if isinstance(value, np.ndarray) or (torch is not None and isinstance(value, torch.Tensor)):
         return _plain(value.tolist())
     if isinstance(value, np.generic):
         return _plain(value.item())
@@ -80,7 +136,8 @@ def _plain(value: Any) -> Any:
 
 
 def write_csv(path: str | Path, rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> None:
-    """Write dict rows as CSV atomically; floats keep full precision, None is written empty."""
+    """Write dict rows as CSV atomically; floats keep full precision, None is written empty, and text
+    cells that a spreadsheet would run as a formula get a leading ``'`` (:func:`neutralise_cell`)."""
     if columns is None:
         columns = []
         for row in rows:
@@ -95,7 +152,29 @@ def write_csv(path: str | Path, rows: Sequence[Mapping[str, Any]], columns: Sequ
 def _cell(value: Any) -> Any:
     if isinstance(value, float):
         return repr(value)
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    return neutralise_cell(value)
+
+
+def neutralise_cell(value: Any) -> Any:
+    """A text cell starting with ``=``, ``+``, ``-``, ``@``, tab or carriage return, prefixed with ``'``.
+
+    This is OWASP's advice against CSV injection: a spreadsheet shows such a cell as text instead of
+    running it. Numbers, and text that is a plain number (``-1``), are returned unchanged. Text that
+    already starts with ``'`` before such a character gets one more, so that :func:`restore_cell` gives
+    back exactly the original.
+    """
+    if isinstance(value, str) and value.lstrip("'").startswith(_FORMULA_START) and not _NUMBER.fullmatch(value):
+        return "'" + value
     return value
+
+
+def restore_cell(text: str) -> str:
+    """The cell text before :func:`neutralise_cell` (for medclf's own readers of its CSV files)."""
+    if text.startswith("'") and text.lstrip("'").startswith(_FORMULA_START):
+        return text[1:]
+    return text
 
 
 def write_bytes(path: str | Path, data: bytes) -> Path:

@@ -1,16 +1,19 @@
-"""The run folder of a training run: its creation, ``config.json``, ``metrics.csv`` and TensorBoard."""
+"""The run folder of a training run: its creation and lock, ``config.json``, ``metrics.csv`` and TensorBoard."""
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
 import math
+import shutil
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from medclf.errors import ConfigError
-from medclf.reporting.files import write_csv, write_json
+from medclf.reporting.files import make_folder, write_csv, write_json
+from medclf.reporting.run_lock import RunLock, acquire_run_lock
 
 log = logging.getLogger(__name__)
 
@@ -23,22 +26,67 @@ def default_run_dir(root: str | Path = "runs") -> Path:
     return Path(root) / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
 
 
-def prepare_run_dir(out: str | Path, resuming: bool) -> Path:
-    """Create the run folder; refuse to start a new run over an existing one.
+@dataclass
+class RunFolder:
+    """A run folder claimed by :func:`claim_run_dir`: its path, its lock, and what this call created."""
+
+    path: Path
+    lock: RunLock
+    created: Path | None = None
+
+    def abandon(self) -> None:
+        """After a failed start: release the lock and remove the folder if :func:`claim_run_dir` created it."""
+        self.lock.release()
+        if self.created is not None:
+            shutil.rmtree(self.created, ignore_errors=True)
+            log.debug("removed %s, created by this failed start", self.created)
+
+
+def claim_run_dir(out: str | Path, resume_from: str | Path | None = None) -> RunFolder:
+    """Create (if needed) and lock the run folder ``out``, then check that it holds no other run.
+
+    Args:
+        out: The run folder.
+        resume_from: The folder of the resumed checkpoint, when resuming; ``out`` may hold that run only.
 
     Raises:
-        ConfigError: when ``out`` already holds a run and we are not resuming it.
+        RunLockedError: another medclf process holds the folder (the message names it).
+        ConfigError: ``out`` is a file, or holds a run that this call would overwrite.
+        StorageError: ``out`` cannot be created.
     """
     path = Path(out)
-    if not resuming and path.is_dir():
-        found = [m for m in RUN_MARKERS if (path / m).exists()]
-        if found:
-            raise ConfigError(
-                f"{path} already holds a run ({', '.join(found)}); resume it with --resume {path} "
-                "or choose another --out"
-            )
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    created = make_folder(path, what="the run folder")
+    folder = RunFolder(path, RunLock(path), created)
+    try:
+        folder.lock = acquire_run_lock(path)
+        _check_no_other_run(path, resume_from)  # under the lock: no other process can start a run meanwhile
+    except BaseException:
+        folder.abandon()
+        raise
+    return folder
+
+
+def _check_no_other_run(path: Path, resume_from: str | Path | None) -> None:
+    """ConfigError when ``path`` holds a run (:data:`RUN_MARKERS`) other than ``resume_from``'s."""
+    found = [m for m in RUN_MARKERS if (path / m).exists()] if path.is_dir() else []
+    if not found:
+        return  # config.json, the cache, the lock, events of a run stopped before its first checkpoint: start
+    if resume_from is None:
+        raise ConfigError(
+            f"{path} already holds a run ({', '.join(found)}); resume it with --resume {path} or choose another --out"
+        )
+    if not _same_folder(path, Path(resume_from)):
+        raise ConfigError(
+            f"{path} already holds another run ({', '.join(found)}); resuming {resume_from} there would overwrite "
+            f"it. Leave out --out to continue in {resume_from}, or choose a folder without a run"
+        )
+
+
+def _same_folder(a: Path, b: Path) -> bool:
+    try:
+        return a.samefile(b)
+    except OSError:
+        return a.resolve() == b.resolve()
 
 
 class RunLogger:

@@ -31,7 +31,7 @@ def _f(value: float | None) -> str:
 
 def metrics_table(metrics: Mapping[str, Any]) -> str:
     """Per-label AUROC (with its 95% interval when bootstrapped), positives and negatives, then the macro
-    AUROC and accuracy, as text."""
+    AUROC and a last line with the accuracies, each naming its thresholds, as text."""
     labels = list(metrics["auroc"])
     rows = {r["label"]: r for r in metrics.get("per_label", [])}
     width = max([len("label"), *map(len, labels)])
@@ -48,10 +48,38 @@ def metrics_table(metrics: Mapping[str, Any]) -> str:
     ci = interval_text(macro.get("auroc_ci_low"), macro.get("auroc_ci_high"))
     lines.append(
         f"macro AUROC {_f(metrics['macro_auroc'])}{' ' + ci if ci else ''} over {metrics['labels_averaged']}/"
-        f"{metrics['n_labels']} labels (undefined: label without positives or negatives); "
-        f"accuracy {_f(metrics['accuracy'])}; {metrics['n_images']} images"
+        f"{metrics['n_labels']} labels (undefined: label without positives or negatives); {metrics['n_images']} images"
     )
-    return "\n".join(lines)
+    return "\n".join([*lines, accuracy_line(metrics)])
+
+
+def accuracy_line(metrics: Mapping[str, Any]) -> str:
+    """The two accuracies of an evaluation, each with its thresholds, as one line.
+
+    ``accuracy (labelled image x label decisions) 0.5980 at the VALIDATION-chosen thresholds (mean over
+    labels 0.6012); 0.8019 at 0.5 on the uncalibrated outputs (training's val_acc)``: first the
+    evaluation's accuracy (``micro`` and ``macro`` ``accuracy``, at each label's operating threshold),
+    then ``accuracy_at_0.5``.
+    """
+    at_half = f"{_f(metrics.get('accuracy_at_0.5', metrics.get('accuracy')))} at 0.5 on the uncalibrated outputs"
+    if "micro" not in metrics:
+        return f"accuracy (labelled image x label decisions) {at_half}"
+    return (
+        f"accuracy (labelled image x label decisions) {_f(metrics['micro']['accuracy'])} "
+        f"{thresholds_phrase(metrics.get('thresholds_from'))} (mean over labels {_f(metrics['macro']['accuracy'])}); "
+        f"{at_half} (training's val_acc)"
+    )
+
+
+def thresholds_phrase(source: str | None) -> str:
+    """Where the operating thresholds come from, as ``at ...`` text (``source``: ``thresholds_from``)."""
+    if source is None or source.startswith("checkpoint"):
+        return "at the VALIDATION-chosen thresholds"
+    if source.startswith("fixed "):
+        return f"at {source.removeprefix('fixed ')}"
+    if source.startswith("default "):
+        return f"at {source.removeprefix('default ')} (the checkpoint has no thresholds)"
+    return f"at the thresholds of {source} (other labels: the checkpoint's)"
 
 
 def interval_text(low: float | None, high: float | None, digits: int = 4) -> str:

@@ -11,7 +11,8 @@ from typing import Any
 import torch
 
 from medclf.config import ExplainConfig
-from medclf.data.transforms import load_image, root_cause
+from medclf.data.read_errors import plain_error
+from medclf.data.transforms import load_image
 from medclf.engine.device import resolve_device
 from medclf.errors import ConfigError, ImageError
 from medclf.model.checkpoint import load_checkpoint, model_from_checkpoint
@@ -81,7 +82,7 @@ def _read_image(path: str | Path, image_size: int) -> torch.Tensor:
     try:
         return load_image(path, image_size)
     except Exception as e:  # any decoder, any format: all mean "this image is unusable"
-        raise ImageError(f"cannot read image {path}: {root_cause(e)}") from None
+        raise ImageError(f"cannot read image {path}: {plain_error(str(path), e)}") from None
 
 
 def _safe(name: str) -> str:

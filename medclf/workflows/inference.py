@@ -7,6 +7,7 @@ thresholds to apply, and the rule that outputs go in a folder next to the checkp
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,7 +140,7 @@ def resolve_thresholds(
         unknown = sorted(set(data) - set(labels)) if isinstance(data, dict) else ["(not a JSON object)"]
         if unknown:
             raise ConfigError(f"thresholds file {path}: unknown label(s) {', '.join(unknown)}")
-        given, source = [float(data[name]) if name in data else None for name in labels], str(path)
+        given, source = [_threshold(path, name, data[name]) if name in data else None for name in labels], str(path)
     elif config.threshold:
         given, source = [float(config.threshold)] * len(labels), f"fixed {config.threshold}"
     else:
@@ -148,3 +149,11 @@ def resolve_thresholds(
     raw_given = unscale_thresholds(shown, temperatures) if temperatures else list(shown)
     raw = [stored[j] if g is None else raw_given[j] for j, g in enumerate(given)]
     return raw, shown, source
+
+
+def _threshold(path: Path, label: str, value: Any) -> float:
+    """A thresholds-file value: a finite number in [0, 1], else an error naming the file and the key."""
+    number = value if isinstance(value, int | float) and not isinstance(value, bool) else math.nan
+    if not 0.0 <= number <= 1.0:  # also false for NaN
+        raise ConfigError(f"thresholds file {path}: {label!r} is {value!r}; a threshold is a number in [0, 1]")
+    return float(number)

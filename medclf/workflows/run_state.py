@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from torch import nn
 
 from medclf import __version__
 from medclf.config import TrainConfig, settings_dict
-from medclf.data.checks import check_patient_overlap, check_unreadable, log_label_counts
+from medclf.data.checks import check_batches, check_patient_overlap, check_unreadable, log_label_counts
 from medclf.data.loaders import EpochBatchSampler, build_dataset, make_loader
 from medclf.data.manifest import Manifest
 from medclf.data.sources import read_manifests
@@ -40,7 +41,9 @@ from medclf.model.checkpoint import (
 )
 from medclf.model.networks import build_model, count_parameters
 from medclf.model.pretrained import load_torchvision_densenet
-from medclf.reporting.run_log import RunLogger, default_run_dir, prepare_run_dir, save_config, save_label_counts
+from medclf.reporting.provenance import provenance
+from medclf.reporting.run_lock import RunLock
+from medclf.reporting.run_log import RunLogger, claim_run_dir, default_run_dir, save_config, save_label_counts
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +71,8 @@ class Run:
     logger: RunLogger | None = None
     model: nn.Module | None = None  # net, wrapped for DDP / torch.compile
     trainable: bool | None = None
+    lock: RunLock | None = None  # rank 0's lock on run_dir, held until train() ends
+    provenance: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def show_progress(self) -> bool:
@@ -89,6 +94,7 @@ class Run:
             config=settings_dict(self.config),
             rng=rng_states(),
             medclf_version=__version__,
+            provenance=self.provenance,
         )
 
 
@@ -99,21 +105,40 @@ def set_up(config: TrainConfig, world: World, device: torch.device) -> tuple[Run
         check_compatible(resumed, labels=config.labels, image_size=config.image_size, model_name=config.model)
     out = config.out or (str(resolve_checkpoint_path(config.resume).parent) if resumed else str(default_run_dir()))
     run_dir = Path(broadcast(out, world))  # ranks must agree on a timestamped default
-    if world.main:
-        prepare_run_dir(run_dir, resuming=resumed is not None)
+    folder = claim_run_dir(run_dir, Path(resumed.path).parent if resumed else None) if world.main else None
     barrier(world)
-    config = dataclasses.replace(config, out=str(run_dir), cache_dir=config.cache_dir or str(run_dir / "cache"))
-    seed_everything(config.seed, config.deterministic)
-    if not world.main:
-        logging.getLogger("medclf").setLevel(logging.WARNING)  # one rank reports
-    run = _build(config, world, device, run_dir, resumed)
-    state = TrainState(thresholds=[0.5] * len(run.manifest.labels))
-    if resumed:
-        state = _restore(run, resumed)
-    if world.main:
-        save_config(run_dir, settings_dict(config))
-        run.logger = RunLogger(run_dir, start_epoch=state.epoch)
+    try:
+        config = _absolute_paths(config, run_dir)
+        seed_everything(config.seed, config.deterministic)
+        if not world.main:
+            logging.getLogger("medclf").setLevel(logging.WARNING)  # one rank reports
+        run = _build(config, world, device, run_dir, resumed)
+        run.lock = folder.lock if folder else None
+        state = TrainState(thresholds=[0.5] * len(run.manifest.labels))
+        if resumed:
+            state = _restore(run, resumed)
+        if world.main:
+            run.provenance = provenance(config.csv, device=device)
+            save_config(run_dir, {**settings_dict(config), "provenance": run.provenance})
+            run.logger = RunLogger(run_dir, start_epoch=state.epoch)
+    except BaseException:
+        if folder is not None:
+            folder.abandon()  # unlock; a folder this start created is removed, so no empty run is left behind
+        raise
     return run, state
+
+
+def _absolute_paths(config: TrainConfig, run_dir: Path) -> TrainConfig:
+    """Settings with absolute paths, so that the saved config and a later --resume work from any folder."""
+
+    def absolute(path: str) -> str:
+        return os.path.abspath(path) if path else path
+
+    return dataclasses.replace(
+        config, csv=[absolute(p) for p in config.csv], out=absolute(str(run_dir)),
+        pretrained=absolute(config.pretrained), resume=absolute(config.resume),
+        cache_dir=absolute(config.cache_dir or str(run_dir / "cache")),
+    )  # fmt: skip
 
 
 def _build(config: TrainConfig, world: World, device: torch.device, run_dir: Path, resumed: Checkpoint | None) -> Run:
@@ -128,6 +153,7 @@ def _build(config: TrainConfig, world: World, device: torch.device, run_dir: Pat
     val_records, val_batches = shard_eval(manifest.records("VALIDATION", config.uncertain), config.batch_size, world)
     train_records = manifest.records("TRAIN", config.uncertain)
     records = {"TRAIN": shard_records(train_records, world, config.seed), "VALIDATION": val_records}
+    check_batches(len(records["TRAIN"]), config.batch_size, world.size)  # before any image is decoded
     datasets = {
         split: build_dataset(
             part, chain, cache=config.cache, cache_rate=config.cache_rate, cache_dir=config.cache_dir,

@@ -39,10 +39,7 @@ from medclf.engine.signals import stop_on_signals
 from medclf.errors import ConfigError
 from medclf.metrics.auroc import classification_metrics, youden_thresholds
 from medclf.metrics.calibration import fit_temperatures
-from medclf.model.checkpoint import (
-    TrainState,
-    save_checkpoint,
-)
+from medclf.model.checkpoint import TrainState, load_checkpoint, resolve_checkpoint_path, save_checkpoint
 from medclf.model.networks import set_backbone_trainable
 from medclf.reporting.tables import epoch_line
 from medclf.workflows.run_state import Run, set_up
@@ -84,12 +81,39 @@ def train(config: TrainConfig | None = None, **overrides: Any) -> TrainResult:
     config = dataclasses.replace(config, **overrides) if config else TrainConfig(**overrides)
     if not config.csv:
         raise ConfigError("a manifest is required (TrainConfig.csv / --csv)")
+    finished = _finished_run(config) if config.resume else None
+    if finished is not None:
+        return finished
     world, device_name = init_world(config.device)
+    run = None
     try:
         run, state = set_up(config, world, resolve_device(device_name))
         return _epochs(run, state)
     finally:
+        if run is not None and run.lock is not None:
+            run.lock.release()  # the run folder is free for a resume or another run
         close_world(world)
+
+
+def _finished_run(config: TrainConfig) -> TrainResult | None:
+    """The result of a resumed run that has nothing left to do (all epochs, or stopped early), else None."""
+    checkpoint = load_checkpoint(config.resume)
+    state = TrainState.from_checkpoint(checkpoint)
+    early = state.stopped_early(config.early_stopping_patience)
+    if state.partial is not None or (state.epoch < config.epochs and not early):
+        return None
+    run_dir = resolve_checkpoint_path(config.resume).parent
+    why = (f"it stopped early at epoch {state.epoch} after {state.epochs_without_improvement} epochs without "
+           "a val AUROC gain (resume with a larger --early-stopping-patience to go on)" if early
+           else f"all {state.epoch} of {config.epochs} epochs are done (resume with a larger --epochs to go on)"
+           )  # fmt: skip
+    best = f"{state.best_metric:.4f} at epoch {state.best_epoch}" if math.isfinite(state.best_metric) else "n/a"
+    log.info("%s is finished: %s; best val macro AUROC %s. Nothing was trained.", run_dir, why, best)
+    return TrainResult(
+        run_dir=str(run_dir), best_checkpoint=str(run_dir / "best.pt"), last_checkpoint=str(run_dir / "last.pt"),
+        best_epoch=state.best_epoch, best_auroc=state.best_metric if math.isfinite(state.best_metric) else None,
+        epochs_completed=state.epoch, stopped_early=early, interrupted_by=None, history=list(state.history),
+    )  # fmt: skip
 
 
 def _epochs(run: Run, state: TrainState) -> TrainResult:

@@ -23,9 +23,11 @@ from medclf.data.sources import read_manifests
 from medclf.data.transforms import load_image
 from medclf.engine.loops import Inference, check_finite
 from medclf.errors import ConfigError, ImageError
-from medclf.metrics.summary import evaluation_report, micro_average, most_confident_errors
+from medclf.metrics.curves import confident_errors_by_kind, confusion_counts
+from medclf.metrics.summary import evaluation_report, micro_average
 from medclf.model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from medclf.reporting.files import write_bytes, write_csv, write_json, write_text
+from medclf.reporting.files import make_folder, write_bytes, write_csv, write_json, write_text
+from medclf.reporting.provenance import changed_manifests, provenance
 from medclf.reporting.tables import (
     evaluation_table,
     interval_text,
@@ -80,43 +82,31 @@ def evaluate(config: ValidateConfig | None = None, **overrides: Any) -> Evaluati
         raise ConfigError("evaluate needs a checkpoint and a csv")
     checkpoint = load_checkpoint(config.checkpoint, map_location="cpu")
     labels = list(checkpoint.labels)
-    manifest = read_manifests(
-        config.csv, labels, required_splits=(config.split,), label_map=parse_label_map(config.label_map),
-        allow_absent_labels=True,
-    )  # fmt: skip
-    if manifest.absent_labels:
-        log.warning(
-            "%s lacks label column(s) %s: not evaluated", ", ".join(config.csv), ", ".join(manifest.absent_labels)
-        )
+    out = output_dir(config.out, checkpoint, f"{Path(checkpoint.path).stem}_{config.split.lower()}")
+    make_folder(out, "the output folder")  # before the work: a bad --out fails at once
+    manifest = _read_manifest(config, labels)
     specs = subgroup_specs(config, manifest)
     temperatures, temperature_source = temperatures_for(config, checkpoint, manifest)
     thresholds, shown_thresholds, threshold_source = resolve_thresholds(config, checkpoint, temperatures)
     result, records = _infer_split(config, checkpoint, manifest)
     probs = calibrated(result, temperatures)
-
-    started = time.perf_counter()
-    # Ranking metrics use the raw outputs: temperature scaling keeps each label's order, and float32
-    # sigmoids of sharpened logits could tie. Thresholded counts are the same on either scale.
-    metrics = evaluation_report(
-        result.probs, result.targets, labels, thresholds, n_bootstrap=config.bootstrap, seed=config.seed
-    )
-    for row, shown in zip(metrics["per_label"], shown_thresholds, strict=True):
-        row["threshold"] = shown  # on the reported (calibrated) probabilities
-    metrics["micro"] = micro_average(torch.from_numpy(probs), result.targets.cpu(), shown_thresholds)
-    metrics["bootstrap"]["seconds"] = round(time.perf_counter() - started, 3)
+    metrics = _report_metrics(config, result, probs, labels, (thresholds, shown_thresholds))
     metrics["thresholds_from"] = threshold_source
     metrics["calibration"] = calibration_block(result, probs, labels, temperatures, temperature_source)
     metrics["tta"] = tta_block(result, labels, len(tta_for(checkpoint))) if config.tta else None
     metrics["subgroups"] = subgroup_block(specs, manifest, config, result, labels, thresholds)
 
-    out = output_dir(config.out, checkpoint, f"{Path(checkpoint.path).stem}_{config.split.lower()}")
-    out.mkdir(parents=True, exist_ok=True)
     summary = {
         "checkpoint": checkpoint.path, "checkpoint_epoch": checkpoint.epoch, "csv": ", ".join(config.csv),
         "split": config.split, "absent_labels": list(manifest.absent_labels), **metrics,
         "skipped_images": result.skipped, "settings": settings_dict(config),
+        "provenance": provenance(config.csv, checkpoint.path, result.logits.device),
     }  # fmt: skip
-    files = _write_outputs(out, config, checkpoint, summary, result, probs, shown_thresholds, temperatures)
+    for path in changed_manifests(checkpoint.get("provenance"), summary["provenance"]):
+        log.warning("%s changed since this checkpoint was trained on it (its SHA-256 differs)", path)
+    files = _write_outputs(
+        out, config, checkpoint, summary, result, probs, (thresholds, shown_thresholds), temperatures
+    )
     if config.embeddings:
         from medclf.workflows.embeddings import write_embeddings  # scikit-learn's t-SNE, only when asked
 
@@ -132,6 +122,42 @@ def evaluate(config: ValidateConfig | None = None, **overrides: Any) -> Evaluati
         files=[str(f) for f in files],
         skipped=result.skipped,
     )
+
+
+def _read_manifest(config: ValidateConfig, labels: list[str]) -> Manifest:
+    """The CSV(s) with the checkpoint's labels; absent label columns are allowed and named."""
+    manifest = read_manifests(
+        config.csv, labels, required_splits=(config.split,), label_map=parse_label_map(config.label_map),
+        allow_absent_labels=True,
+    )  # fmt: skip
+    if manifest.absent_labels:
+        absent = ", ".join(manifest.absent_labels)
+        log.warning("%s lacks label column(s) %s: not evaluated", ", ".join(config.csv), absent)
+    return manifest
+
+
+def _report_metrics(
+    config: ValidateConfig,
+    result: Inference,
+    probs: np.ndarray,
+    labels: list[str],
+    both_thresholds: tuple[list[float], list[float]],
+) -> dict[str, Any]:
+    """The evaluation report: ranking metrics on the raw outputs, thresholds and pooled numbers as reported."""
+    thresholds, shown_thresholds = both_thresholds
+    started = time.perf_counter()
+    # Ranking metrics use the raw outputs: temperature scaling keeps each label's order, and float32
+    # sigmoids of sharpened logits could tie. Thresholded counts are the same on either scale.
+    metrics = evaluation_report(
+        result.probs, result.targets, labels, thresholds, n_bootstrap=config.bootstrap, seed=config.seed
+    )
+    for row, shown in zip(metrics["per_label"], shown_thresholds, strict=True):
+        row["threshold"] = shown  # on the reported (calibrated) probabilities
+    # Pooled AUROC/AP on the reported (calibrated) probabilities; the counts and their intervals are the same.
+    pooled = micro_average(torch.from_numpy(probs), result.targets.cpu(), shown_thresholds)
+    metrics["micro"] = {**metrics["micro"], **pooled}
+    metrics["bootstrap"]["seconds"] = round(time.perf_counter() - started, 3)
+    return metrics
 
 
 def _infer_split(config: ValidateConfig, checkpoint: Checkpoint, manifest: Manifest) -> tuple[Inference, list[dict]]:
@@ -158,11 +184,13 @@ def _write_outputs(
     summary: dict[str, Any],
     result: Inference,
     probs: np.ndarray,
-    thresholds: list[float],
+    both_thresholds: tuple[list[float], list[float]],
     temperatures: list[float] | None,
 ) -> list[Path]:
-    """metrics.json/.csv, predictions.csv, subgroups.csv, a calibrated checkpoint copy, figures and report."""
-    labels = list(checkpoint.labels)
+    """metrics.json/.csv, predictions.csv, subgroups.csv, a calibrated checkpoint copy, figures and report.
+
+    ``both_thresholds`` is (on the raw outputs, on the reported probabilities ``probs``)."""
+    labels, thresholds = list(checkpoint.labels), both_thresholds[1]
     write_json(out / "metrics.json", summary)
     write_csv(out / "metrics.csv", evaluation_table(summary))
     write_predictions(
@@ -178,7 +206,9 @@ def _write_outputs(
         save_checkpoint(path, dataclasses.replace(checkpoint, temperatures=list(temperatures)))
         files.append(path)
     if config.figures:
-        files += _write_figures(out, config, summary, result, probs, labels, thresholds, int(checkpoint.image_size))
+        files += _write_figures(
+            out, config, summary, result, probs, labels, both_thresholds, int(checkpoint.image_size)
+        )
     return files
 
 
@@ -208,27 +238,37 @@ def _write_figures(
     result: Inference,
     probs: np.ndarray,
     labels: list[str],
-    thresholds: list[float],
+    both_thresholds: tuple[list[float], list[float]],
     image_size: int,
 ) -> list[Path]:
     """The plots, the most-confident-errors grid and report.html (``probs``: the reported probabilities)."""
     from medclf.reporting import figures
     from medclf.reporting.evaluation_page import evaluation_page
+    from medclf.reporting.figures_calibration import calibration_figure
 
+    raw_thresholds, thresholds = both_thresholds
     raw = result.probs.double().cpu().numpy()
     targets = result.targets.cpu().numpy()
     calibration = metrics["calibration"]
+    intervals = [(row.get("auroc_ci_low"), row.get("auroc_ci_high")) for row in metrics["per_label"]]
+    points = {"thresholds": raw_thresholds, "shown_thresholds": thresholds}  # curves on the raw outputs
     built = {
-        "roc_curves.png": ("ROC curves per label", figures.roc_figure(raw, targets, labels)),
-        "pr_curves.png": ("Precision-recall curves per label", figures.pr_figure(raw, targets, labels)),
+        "roc_curves.png": (
+            "ROC curves per label: AUROC with its bootstrap interval; red dot: the operating threshold",
+            figures.roc_figure(raw, targets, labels, intervals=intervals, **points),
+        ),
+        "pr_curves.png": (
+            "Precision-recall curves per label; red dot: the operating threshold",
+            figures.pr_figure(raw, targets, labels, **points),
+        ),
         "confusion_matrices.png": (
-            "Confusion matrices at the operating thresholds",
+            "Confusion matrices at the operating thresholds, rows normalised per true class",
             figures.confusion_figure(probs, targets, labels, thresholds),
         ),
         "calibration.png": (
-            "Calibration (reliability) of the probabilities"
-            + (", before and after temperature scaling" if calibration["applied"] else ""),
-            figures.calibration_figure(probs, targets, labels, raw_probs=raw if calibration["applied"] else None),
+            "Calibration (reliability) per label with its ECE and the images per bin"
+            + (", before (dashed) and after temperature scaling" if calibration["applied"] else ""),
+            calibration_figure(probs, targets, labels, raw_probs=raw if calibration["applied"] else None),
         ),
     }
     if metrics["subgroups"]:
@@ -241,7 +281,7 @@ def _write_figures(
     if label not in labels:
         raise ConfigError(f"errors_label {label!r} is not one of the checkpoint's labels: {', '.join(labels)}")
     built["most_confident_errors.png"] = (
-        f"Most confidently wrong images for {label}",
+        f"Most confident false positives and false negatives for {label}",
         _errors_figure(result, probs, targets, labels.index(label), label, thresholds, image_size, config.errors_count),
     )
     pngs = []
@@ -263,15 +303,18 @@ def _errors_figure(
     image_size: int,
     count: int,
 ) -> Any:
-    from medclf.reporting.figures import image_grid_figure
+    """The most confident false positives and false negatives of one label, up to half of ``count`` each."""
+    from medclf.reporting.figures_errors import errors_figure
 
-    picked = most_confident_errors(probs[:, j], targets[:, j], thresholds[j], count)
-    images, captions = [], []
-    for i in picked:
-        images.append(load_image(result.paths[i], image_size)[0].numpy())
-        kind = "false positive" if targets[i, j] == 0 else "false negative"
-        captions.append(f"{Path(result.paths[i]).name}\n{kind}: true {int(targets[i, j])}\np = {probs[i, j]:.3f}")
-    return image_grid_figure(images, captions, f"{label}: most confidently wrong (threshold {thresholds[j]:.3f})")
+    false_pos, false_neg = confident_errors_by_kind(probs[:, j], targets[:, j], thresholds[j], (count + 1) // 2)
+
+    def shown(indices: list[int]) -> tuple[list[np.ndarray], list[str]]:
+        images = [load_image(result.paths[i], image_size)[0].numpy() for i in indices]
+        return images, [f"{Path(result.paths[i]).name}\np = {probs[i, j]:.3f}" for i in indices]
+
+    matrix = confusion_counts(probs[:, [j]], targets[:, [j]], [thresholds[j]])[0]
+    title = f"{label}: most confident errors at threshold {thresholds[j]:.3f}"
+    return errors_figure(shown(false_pos), shown(false_neg), title, totals=(int(matrix[0, 1]), int(matrix[1, 0])))
 
 
 def _num(value: float | None) -> str:

@@ -1,0 +1,28 @@
+"""``python -m medclf.prepare_mimic_cxr``: a medclf manifest from the official label files of MIMIC-CXR.
+
+Example::
+
+    python -m medclf.prepare_mimic_cxr --chexpert-csv mimic-cxr-2.0.0-chexpert.csv \\
+        --metadata-csv mimic-cxr-2.0.0-metadata.csv --split-csv mimic-cxr-2.0.0-split.csv \\
+        --root DIR --out data/mimic.csv
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from medclf.cli import run_settings_command
+from medclf.config import PrepareMimicCxrConfig
+
+PROG = "python -m medclf.prepare_mimic_cxr"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; returns the exit status (0 ok, 2 bad input, 1 environment failure such as a full disk)."""
+    from medclf.workflows.prepare import prepare_mimic_cxr
+
+    return run_settings_command(PrepareMimicCxrConfig, argv, PROG, __doc__.split("\n\n")[0], prepare_mimic_cxr)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

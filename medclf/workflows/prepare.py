@@ -1,0 +1,71 @@
+"""The manifest preparation commands: official label files of NIH ChestX-ray14, CheXpert and MIMIC-CXR
+-> a medclf manifest with a patient-wise split (checked for leakage), and a summary on the console.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from medclf.config import PrepareChexpertConfig, PrepareMimicCxrConfig, PrepareNihConfig
+from medclf.data.chexpert import prepare_chexpert_manifest, write_chexpert_manifest
+from medclf.data.cxr_labels import split_table
+from medclf.data.mimic_cxr import prepare_mimic_cxr_manifest, write_mimic_cxr_manifest
+from medclf.data.nih import positives_table, prepare_nih_manifest, write_nih_manifest
+from medclf.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def prepare_nih(config: PrepareNihConfig) -> Path:
+    """Write the NIH ChestX-ray14 manifest of ``config``; returns its path."""
+    started = time.perf_counter()
+    frame, stats = prepare_nih_manifest(
+        config.data_entry,
+        config.images,
+        test_list=config.test_list or None,
+        train_val_list=config.train_val_list or None,
+        views=_views(config.views),
+        require_images=config.require_images,
+        split_fractions=_fractions(config.split),
+        seed=config.seed,
+    )
+    out = write_nih_manifest(frame, config.out)
+    dropped = ", ".join(f"{k} {v}" for k, v in stats["dropped"].items()) or "none"
+    log.info("%s\nkept %d of %d image(s); dropped: %s", positives_table(stats), stats["n_output"],
+             stats["n_input"], dropped)  # fmt: skip
+    log.info("wrote %s in %.2f s", out, time.perf_counter() - started)
+    return out
+
+
+def prepare_chexpert(config: PrepareChexpertConfig) -> Path:
+    """Write the CheXpert manifest of ``config``; returns its path."""
+    frame = prepare_chexpert_manifest(
+        config.csv, config.root, valid_csv=config.valid_csv or None, views=_views(config.views), seed=config.seed
+    )
+    out = write_chexpert_manifest(frame, config.out)
+    log.info("%s\nwrote %s", split_table(frame), out)
+    return out
+
+
+def prepare_mimic_cxr(config: PrepareMimicCxrConfig) -> Path:
+    """Write the MIMIC-CXR manifest of ``config``; returns its path."""
+    frame = prepare_mimic_cxr_manifest(
+        config.chexpert_csv, config.metadata_csv, config.split_csv, config.root, views=_views(config.views),
+        suffix=config.suffix,
+    )  # fmt: skip
+    out = write_mimic_cxr_manifest(frame, config.out)
+    log.info("%s\nwrote %s", split_table(frame), out)
+    return out
+
+
+def _views(text: str) -> list[str] | None:
+    return text.split(",") if text else None
+
+
+def _fractions(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise ConfigError(f"--split must be three numbers such as 0.7,0.1,0.2, got {text!r}") from None
