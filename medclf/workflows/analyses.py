@@ -72,23 +72,39 @@ def temperatures_for(
     """The temperatures to apply and where they came from: fitted now (``--calibrate``), the checkpoint's,
     or none (``--no-calibration``, or a checkpoint trained before calibration existed)."""
     if config.calibrate:
-        records = manifest.records("VALIDATION", checkpoint.config.get("uncertain", "ignore"))
-        if not records:
+        if manifest.select("VALIDATION").empty:
             raise ConfigError("--calibrate fits on the VALIDATION split, but the CSV has no VALIDATION rows")
-        fitted, _ = run_inference(
-            checkpoint, records, with_labels=True, device=config.device, amp=config.amp,
-            batch_size=config.batch_size, num_workers=config.num_workers, progress=config.progress,
-            desc="VALIDATION (calibration)", tta=config.tta,
-        )  # fmt: skip
-        if fitted.targets is None or not len(fitted.paths):
-            raise ImageError("--calibrate: none of the VALIDATION images could be read")
-        check_finite(fitted, f"{Path(checkpoint.path).name} on VALIDATION (calibration)")
+        fitted, _ = infer_split(config, checkpoint, manifest, "VALIDATION", "VALIDATION (calibration)")
         temperatures = fit_temperatures(fitted.logits.float().cpu().numpy(), fitted.targets.cpu().numpy())
         return temperatures, f"fitted now on VALIDATION ({len(fitted.paths)} images)"
     if config.calibration and checkpoint.temperatures:
         return list(checkpoint.temperatures), "checkpoint (fitted on VALIDATION at the best epoch)"
     why = "--no-calibration" if not config.calibration else "the checkpoint has no temperatures (use --calibrate)"
     return None, f"none ({why})"
+
+
+def infer_split(
+    config: ValidateConfig, checkpoint: Checkpoint, manifest: Manifest, split: str, desc: str
+) -> tuple[Inference, list[dict]]:
+    """The network over one split, with the uncertainty policy of training; and the split's records.
+
+    Raises:
+        ImageError: when none of the split's images could be read.
+        TrainingError: when the network gives non-finite outputs (see :func:`check_finite`).
+    """
+    records = manifest.records(split, checkpoint.config.get("uncertain", "ignore"))
+    result, n_records = run_inference(
+        checkpoint, records, with_labels=True, device=config.device, amp=config.amp,
+        batch_size=config.batch_size, num_workers=config.num_workers, progress=config.progress, desc=desc,
+        tta=config.tta,
+    )  # fmt: skip
+    if result.targets is None or len(result.paths) == 0:
+        raise ImageError(f"none of the {n_records} {split} images in {', '.join(config.csv)} could be read")
+    check_finite(result, f"{Path(checkpoint.path).name} on {desc}")
+    if result.skipped:
+        first = result.skipped[0]
+        log.warning("skipped %d unreadable image(s), e.g. %s: %s", len(result.skipped), first["path"], first["error"])
+    return result, records
 
 
 def calibrated(result: Inference, temperatures: list[float] | None) -> np.ndarray:

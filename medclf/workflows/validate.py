@@ -21,8 +21,8 @@ from medclf.config import ValidateConfig, parse_label_map, settings_dict
 from medclf.data.manifest import Manifest
 from medclf.data.sources import read_manifests
 from medclf.data.transforms import load_image
-from medclf.engine.loops import Inference, check_finite
-from medclf.errors import ConfigError, ImageError
+from medclf.engine.loops import Inference
+from medclf.errors import ConfigError
 from medclf.metrics.curves import confident_errors_by_kind, confusion_counts
 from medclf.metrics.summary import evaluation_report, micro_average
 from medclf.model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
@@ -37,12 +37,13 @@ from medclf.reporting.tables import (
 from medclf.workflows.analyses import (
     calibrated,
     calibration_block,
+    infer_split,
     subgroup_block,
     subgroup_specs,
     temperatures_for,
     tta_block,
 )
-from medclf.workflows.inference import output_dir, resolve_thresholds, run_inference, tta_for
+from medclf.workflows.inference import output_dir, resolve_thresholds, tta_for
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ def evaluate(config: ValidateConfig | None = None, **overrides: Any) -> Evaluati
     specs = subgroup_specs(config, manifest)
     temperatures, temperature_source = temperatures_for(config, checkpoint, manifest)
     thresholds, shown_thresholds, threshold_source = resolve_thresholds(config, checkpoint, temperatures)
-    result, records = _infer_split(config, checkpoint, manifest)
+    result, records = infer_split(config, checkpoint, manifest, config.split, config.split)
     probs = calibrated(result, temperatures)
     metrics = _report_metrics(config, result, probs, labels, (thresholds, shown_thresholds))
     metrics["thresholds_from"] = threshold_source
@@ -158,23 +159,6 @@ def _report_metrics(
     metrics["micro"] = {**metrics["micro"], **pooled}
     metrics["bootstrap"]["seconds"] = round(time.perf_counter() - started, 3)
     return metrics
-
-
-def _infer_split(config: ValidateConfig, checkpoint: Checkpoint, manifest: Manifest) -> tuple[Inference, list[dict]]:
-    """The network over the evaluated split, with the uncertainty policy of training; and its records."""
-    records = manifest.records(config.split, checkpoint.config.get("uncertain", "ignore"))
-    result, n_records = run_inference(
-        checkpoint, records, with_labels=True, device=config.device, amp=config.amp,
-        batch_size=config.batch_size, num_workers=config.num_workers, progress=config.progress, desc=config.split,
-        tta=config.tta,
-    )  # fmt: skip
-    if result.targets is None or len(result.paths) == 0:
-        raise ImageError(f"none of the {n_records} {config.split} images in {', '.join(config.csv)} could be read")
-    check_finite(result, f"{Path(checkpoint.path).name} on {config.split}")
-    if result.skipped:
-        first = result.skipped[0]
-        log.warning("skipped %d unreadable image(s), e.g. %s: %s", len(result.skipped), first["path"], first["error"])
-    return result, records
 
 
 def _write_outputs(
