@@ -22,6 +22,7 @@ from medclf.metrics.comparison import (
     bootstrap_p_value,
     compare_predictions,
 )
+from medclf.metrics.curves import decisions
 from medclf.metrics.delong import delong_covariance, delong_test, midranks, structural_components
 from medclf.reporting.tables import write_predictions
 
@@ -193,7 +194,7 @@ def write_run(folder: Path, images: list[str], labels: list[str], probs: np.ndar
     folder.mkdir(parents=True)
     write_predictions(
         folder / "predictions.csv", images, list(range(len(images))), labels,
-        torch.tensor(probs, dtype=torch.float32), torch.tensor(truth), [0.5] * len(labels), **kw,
+        torch.tensor(probs, dtype=torch.float32), torch.tensor(truth), decisions(probs, [0.5] * len(labels)), **kw,
     )  # fmt: skip
     return folder
 

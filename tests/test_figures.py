@@ -142,7 +142,7 @@ def test_every_figure_builds(n_labels: int, labels: list[str]) -> None:
     figures = [
         roc_figure(probs, targets, labels),
         pr_figure(probs, targets, labels),
-        confusion_figure(probs, targets, labels, thresholds),
+        confusion_figure(confusion_counts(probs, targets, thresholds), labels, thresholds),
         calibration_figure(probs, targets, labels),
         image_grid_figure(images, captions, "most confidently wrong"),
     ]

@@ -14,12 +14,13 @@ from medclf.metrics.curves import (
     calibration_bins,
     confident_errors_by_kind,
     confusion_counts,
+    decisions,
     expected_calibration_error,
     normalised_confusion,
     operating_point_xy,
     roc_curve_points,
 )
-from medclf.metrics.summary import most_confident_errors, operating_point
+from medclf.metrics.summary import operating_point
 from medclf.reporting.figures import confusion_figure, figure_png, pr_figure, roc_figure
 from medclf.reporting.figures_calibration import calibration_figure
 from medclf.reporting.figures_errors import errors_figure
@@ -123,12 +124,12 @@ def test_operating_point_by_hand_and_on_the_curves() -> None:
 def test_errors_by_kind_on_a_hand_example() -> None:
     probs = np.array([0.95, 0.10, 0.70, 0.05, 0.99, 0.30, 0.70, 0.02, 0.60])
     truth = np.array([0, 1, 0, 1, np.nan, 1, 0, 0, 1])
-    false_pos, false_neg = confident_errors_by_kind(probs, truth, 0.5, count=5)
+    calls = decisions(probs[:, None], [0.5])[:, 0]
+    false_pos, false_neg = confident_errors_by_kind(probs, truth, calls, count=5)
     assert false_pos == [0, 2, 6]  # negatives >= 0.5, highest first; the tie 0.70 keeps index order
     assert false_neg == [3, 1, 5]  # positives < 0.5, lowest first; 4 (unknown) and 8 (right) are not errors
-    assert confident_errors_by_kind(probs, truth, 0.5, count=2) == ([0, 2], [3, 1])
-    assert confident_errors_by_kind(probs, truth, 0.5, count=0) == ([], [])
-    assert sorted(false_pos + false_neg) == sorted(most_confident_errors(probs, truth, 0.5, 100))
+    assert confident_errors_by_kind(probs, truth, calls, count=2) == ([0, 2], [3, 1])
+    assert confident_errors_by_kind(probs, truth, calls, count=0) == ([], [])
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -164,8 +165,8 @@ def test_roc_and_pr_show_interval_and_operating_point() -> None:
 def test_confusion_figure_writes_row_shares_and_counts() -> None:
     probs, targets = _data(seed=6)
     thresholds = [0.4] * 14
-    fig = confusion_figure(probs, targets, LABELS, thresholds)
     counts = confusion_counts(probs, targets, thresholds)
+    fig = confusion_figure(counts, LABELS, thresholds)
     shares = normalised_confusion(counts)
     texts = [t.get_text() for t in fig.axes[2].texts]
     assert f"sensitivity\n{shares[2, 1, 1]:.2f}\n({counts[2, 1, 1]})" in texts

@@ -9,6 +9,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from medclf.metrics.bootstrap import bootstrap_auroc, bootstrap_resamples, percentile_interval, resample_counts
+from medclf.metrics.curves import decisions
 from medclf.metrics.summary import RATES, evaluation_report
 from medclf.reporting.tables import evaluation_table, metrics_table, thresholds_phrase
 
@@ -89,7 +90,8 @@ def test_thresholds_change_no_draw_in_any_chunking() -> None:
     probs, targets = masked_example()
     small = 3 * N * 4  # three resamples per chunk
     alone = bootstrap_auroc(probs, targets, 10, seed=2, max_elements=small)
-    auroc, confusion = bootstrap_resamples(probs, targets, 10, seed=2, thresholds=THRESHOLDS, max_elements=small)
+    calls = torch.from_numpy(decisions(probs.numpy(), THRESHOLDS))
+    auroc, confusion = bootstrap_resamples(probs, targets, 10, seed=2, calls=calls, max_elements=small)
     assert torch.equal(alone.nan_to_num(-1), auroc.nan_to_num(-1))
     counts = torch.cat(list(resample_counts(N, 10, seed=2, chunk=3)))
     assert counts.shape == (10, N) and bool((counts.sum(dim=1) == N).all())

@@ -5,7 +5,7 @@ bootstrap intervals. Pure functions; no I/O.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -129,16 +129,15 @@ def resample_counts(
         yield torch.zeros(size, n, device=device).scatter_add_(1, draws, torch.ones(size, n, device=device))
 
 
-def confusion_indicators(probs: torch.Tensor, targets: torch.Tensor, thresholds: Sequence[float]) -> torch.Tensor:
-    """(N, 4, L) float32 0/1 indicators of TP, FP, TN, FN per image and label (prob >= threshold is positive).
+def confusion_indicators(calls: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """(N, 4, L) float32 0/1 indicators of TP, FP, TN, FN per image and label from (N, L) bool ``calls``.
 
-    Probabilities are compared in float64, as :func:`medclf.metrics.curves.confusion_counts` does; an
-    unknown (NaN) target is none of the four, so its image weighs 0 for that label.
+    The calls are made once (:func:`medclf.metrics.curves.decisions`); an unknown (NaN) target is none of
+    the four, so its image weighs 0 for that label.
     """
-    cuts = torch.as_tensor(list(thresholds), dtype=torch.float64, device=probs.device)
-    if cuts.numel() != probs.shape[1]:
-        raise ValueError(f"{cuts.numel()} thresholds for {probs.shape[1]} labels")
-    predicted = probs.detach().double() >= cuts
+    predicted = calls.to(torch.bool)
+    if predicted.shape != targets.shape:
+        raise ValueError(f"calls and targets differ in shape: {tuple(predicted.shape)} vs {tuple(targets.shape)}")
     known = ~torch.isnan(targets)
     truth = known & (targets > 0)
     negative = known & ~truth
@@ -150,10 +149,10 @@ def bootstrap_resamples(
     targets: torch.Tensor,
     n_resamples: int = 1000,
     seed: int = 0,
-    thresholds: Sequence[float] | None = None,
+    calls: torch.Tensor | None = None,
     max_elements: int = 1 << 24,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """AUROC and, given ``thresholds``, the 2x2 counts of every label on the same bootstrap resamples.
+    """AUROC and, given (N, L) bool ``calls``, the 2x2 counts of every label on the same bootstrap resamples.
 
     Every label sees the same resamples (a paired bootstrap); a label's NaN (unknown) targets are left out.
     Images are sorted once; a resample is a vector of counts (:func:`resample_counts`), so every
@@ -163,7 +162,7 @@ def bootstrap_resamples(
 
     Returns:
         ``auroc`` (n_resamples, L), NaN where a resample has no positive or no negative of a label; and
-        ``confusion`` (n_resamples, 4, L) weighted ``[TP, FP, TN, FN]`` counts, or None without thresholds.
+        ``confusion`` (n_resamples, 4, L) weighted ``[TP, FP, TN, FN]`` counts, or None without calls.
     """
     n, n_labels = probs.shape
     device = probs.device
@@ -174,7 +173,7 @@ def bootstrap_resamples(
     sorted_targets = hits.float()
     run, first, last = _tie_runs(values)
     first, last = first[run], last[run]
-    indicators = None if thresholds is None else confusion_indicators(probs, targets, thresholds).reshape(n, -1)
+    indicators = None if calls is None else confusion_indicators(calls.to(device), targets).reshape(n, -1)
     chunk = max(1, max_elements // max(1, n * n_labels))
     aurocs, confusions = [], []
     for counts in resample_counts(n, n_resamples, seed, chunk, device):

@@ -12,6 +12,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 
 from medclf.metrics.curves import check_probs_targets, expected_calibration_error
 
@@ -74,6 +75,14 @@ def apply_temperatures(logits: np.ndarray, temperatures: Sequence[float]) -> np.
     """Calibrated probabilities ``sigmoid(logits / T)`` per label."""
     logits = np.asarray(logits, dtype=np.float64)
     return _sigmoid(logits / np.asarray(temperatures, dtype=np.float64)[None, :])
+
+
+def reported_probabilities(logits: torch.Tensor, temperatures: Sequence[float] | None) -> np.ndarray:
+    """The probabilities medclf reports (float64): ``sigmoid(logit / T)`` with ``temperatures``, otherwise
+    exactly the float32 sigmoid the thresholds were chosen on, widened."""
+    if temperatures is None:
+        return torch.sigmoid(logits.detach().float()).double().cpu().numpy()
+    return apply_temperatures(logits.detach().double().cpu().numpy(), temperatures)
 
 
 def scale_thresholds(thresholds: Sequence[float], temperatures: Sequence[float]) -> list[float]:

@@ -102,26 +102,48 @@ def average_precision(probs_1d: np.ndarray, targets_1d: np.ndarray) -> float | N
     return float(np.sum(np.diff(recall) * precision[1:]))
 
 
-def confusion_counts(probs: np.ndarray, targets: np.ndarray, thresholds: Sequence[float]) -> np.ndarray:
-    """Per-label 2x2 confusion matrices; an image is predicted positive when prob >= threshold.
+def decisions(probs: np.ndarray, thresholds: Sequence[float]) -> np.ndarray:
+    """The calls: True where ``prob >= threshold`` of the label, compared in float64.
+
+    This is the one comparison behind every count, rate, figure and ``pred_`` column of an evaluation:
+    make the calls once, on one scale, and hand them on (the probabilities as given are widened exactly,
+    so a float32 threshold that equals a float32 probability calls that image positive).
+
+    Returns:
+        (N, L) bool array.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    cuts = np.asarray(thresholds, dtype=np.float64).reshape(-1)
+    if probs.ndim != 2 or cuts.size != probs.shape[1]:
+        raise ValueError(f"{cuts.size} thresholds for probabilities of shape {probs.shape}")
+    return probs >= cuts[None, :]
+
+
+def confusion_from_calls(calls: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Per-label 2x2 confusion matrices of given calls (see :func:`decisions`).
 
     Returns:
         (L, 2, 2) int array indexed ``[label, true, predicted]``: ``[[TN, FP], [FN, TP]]``; each label's
         counts sum to its number of labelled images (NaN targets are left out).
     """
-    probs, targets = check_probs_targets(probs, targets)
-    cuts = np.asarray(thresholds, dtype=np.float64).reshape(-1)
-    if cuts.size != probs.shape[1]:
-        raise ValueError(f"{cuts.size} thresholds for {probs.shape[1]} labels")
-    predicted = probs >= cuts[None, :]
-    truth = targets > 0
+    predicted = np.asarray(calls, dtype=bool)
+    targets = np.asarray(targets, dtype=np.float64)
+    if predicted.shape != targets.shape:
+        raise ValueError(f"calls and targets differ in shape: {predicted.shape} vs {targets.shape}")
     known = ~np.isnan(targets)
-    out = np.empty((probs.shape[1], 2, 2), dtype=np.int64)
+    truth = known & (targets > 0)
+    out = np.empty((targets.shape[1], 2, 2), dtype=np.int64)
     out[:, 0, 0] = np.sum(known & ~truth & ~predicted, axis=0)
     out[:, 0, 1] = np.sum(known & ~truth & predicted, axis=0)
     out[:, 1, 0] = np.sum(truth & ~predicted, axis=0)
     out[:, 1, 1] = np.sum(truth & predicted, axis=0)
     return out
+
+
+def confusion_counts(probs: np.ndarray, targets: np.ndarray, thresholds: Sequence[float]) -> np.ndarray:
+    """Per-label 2x2 confusion matrices at ``thresholds``: :func:`confusion_from_calls` of :func:`decisions`."""
+    probs, targets = check_probs_targets(probs, targets)
+    return confusion_from_calls(decisions(probs, thresholds), targets)
 
 
 def calibration_bins(
@@ -207,23 +229,23 @@ def operating_point_xy(
 
 
 def confident_errors_by_kind(
-    probs_1d: np.ndarray, targets_1d: np.ndarray, threshold: float, count: int
+    probs_1d: np.ndarray, targets_1d: np.ndarray, calls_1d: np.ndarray, count: int
 ) -> tuple[list[int], list[int]]:
     """The most confident false positives and false negatives of one label, separately.
 
-    A false positive is a negative with ``prob >= threshold``, ranked by highest probability; a false
-    negative a positive with ``prob < threshold``, ranked by lowest probability. Ties keep index order;
-    unknown (NaN) targets are never errors.
+    A false positive is a negative called positive (``calls_1d``, see :func:`decisions`), ranked by
+    highest probability; a false negative a positive called negative, ranked by lowest probability. Ties
+    keep index order; unknown (NaN) targets are never errors.
 
     Returns:
         ``(false_positives, false_negatives)``: up to ``count`` row indices each, most confident first.
     """
     probs = np.asarray(probs_1d, dtype=np.float64).reshape(-1)
     targets = np.asarray(targets_1d, dtype=np.float64).reshape(-1)
-    if probs.shape != targets.shape:
-        raise ValueError(f"probs and targets differ in length: {probs.size} vs {targets.size}")
+    called = np.asarray(calls_1d, dtype=bool).reshape(-1)
+    if not probs.shape == targets.shape == called.shape:
+        raise ValueError(f"probs, targets and calls differ in length: {probs.size}, {targets.size}, {called.size}")
     known = ~np.isnan(targets)
-    called = probs >= threshold
     false_pos = np.flatnonzero(known & (targets <= 0) & called)
     false_neg = np.flatnonzero(known & (targets > 0) & ~called)
     fp_order = false_pos[np.argsort(-probs[false_pos], kind="stable")]

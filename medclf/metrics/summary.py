@@ -11,7 +11,7 @@ import torch
 
 from medclf.metrics.auroc import classification_metrics, defined_labels, mean_defined
 from medclf.metrics.bootstrap import bootstrap_resamples, percentile_interval, rank_auroc
-from medclf.metrics.curves import average_precision, confusion_counts
+from medclf.metrics.curves import average_precision, confusion_from_calls, decisions
 
 
 def operating_point(tp: float, fp: float, tn: float, fn: float) -> dict[str, float | None]:
@@ -40,6 +40,7 @@ def evaluation_report(
     labels: Sequence[str],
     thresholds: Sequence[float],
     *,
+    calls: np.ndarray | None = None,
     n_bootstrap: int = 1000,
     seed: int = 0,
     level: float = 0.95,
@@ -48,10 +49,11 @@ def evaluation_report(
 
     Per label: AUROC (MONAI) with a percentile bootstrap interval (images resampled, seeded), average
     precision, positives/negatives/labelled images (NaN targets are unknown and left out), and at the
-    label's operating threshold the 2x2 counts, sensitivity, specificity, PPV, NPV (each with an interval
-    from the same resamples as AUROC's), F1 and accuracy. ``macro`` averages each quantity over the labels
-    where it is defined (a macro interval is that of the per-resample macro mean); ``micro`` pools every
-    image x label decision.
+    label's operating threshold (``thresholds``, as shown) the 2x2 counts of ``calls`` (made by
+    :func:`medclf.metrics.curves.decisions` at ``thresholds`` when not given), sensitivity, specificity,
+    PPV, NPV (each with an interval from the same resamples as AUROC's), F1 and accuracy. ``macro``
+    averages each quantity over the labels where it is defined (a macro interval is that of the
+    per-resample macro mean); ``micro`` pools every image x label decision.
 
     Returns:
         ``classification_metrics`` keys plus ``accuracy_at_0.5`` (the same value as its ``accuracy``:
@@ -61,7 +63,8 @@ def evaluation_report(
     base = classification_metrics(probs, targets, labels)
     probs_np = probs.detach().double().cpu().numpy()
     targets_np = targets.detach().cpu().numpy()
-    counts = confusion_counts(probs_np, targets_np, thresholds)
+    calls = decisions(probs_np, thresholds) if calls is None else np.asarray(calls, dtype=bool)
+    counts = confusion_from_calls(calls, targets_np)
     per_label = []
     for j, name in enumerate(labels):
         tn, fp, fn, tp = (int(v) for v in counts[j].reshape(-1))
@@ -78,12 +81,12 @@ def evaluation_report(
         })  # fmt: skip
     keys = ["auroc", "average_precision", "sensitivity", "specificity", "ppv", "npv", "f1", "accuracy"]
     macro = {k: mean_defined([row[k] for row in per_label]) for k in keys}
-    micro = micro_average(probs, targets, thresholds)
+    micro = micro_average(probs, targets, calls)
     samples: dict[str, torch.Tensor | None] = dict.fromkeys(("auroc", *RATES))
     pooled: dict[str, torch.Tensor | None] = dict.fromkeys(RATES)
     valid = 0
     if n_bootstrap > 0:  # one set of resamples for AUROC and the rates at the thresholds
-        auroc, confusion = bootstrap_resamples(probs, targets, n_bootstrap, seed, thresholds)
+        auroc, confusion = bootstrap_resamples(probs, targets, n_bootstrap, seed, torch.from_numpy(calls))
         valid = int((~auroc[:, defined_labels(targets)].isnan()).all(dim=1).sum())
         samples = {"auroc": auroc, **rate_samples(confusion)}
         pooled = rate_samples(confusion.sum(dim=2, keepdim=True))
@@ -159,15 +162,15 @@ def _ordered(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def micro_average(probs: torch.Tensor, targets: torch.Tensor, thresholds: Sequence[float]) -> dict[str, Any]:
-    """AUROC, average precision and the operating point pooled over every labelled image x label entry.
+def micro_average(probs: torch.Tensor, targets: torch.Tensor, calls: np.ndarray) -> dict[str, Any]:
+    """AUROC, average precision and the operating point (of ``calls``) pooled over every labelled image x label.
 
     Pooling mixes labels, so unlike the per-label numbers it depends on how comparable the labels'
     probabilities are (calibrated ones pool better than raw outputs).
     """
     probs_np = probs.detach().double().cpu().numpy()
     targets_np = targets.detach().cpu().numpy()
-    pooled = confusion_counts(probs_np, targets_np, thresholds).sum(axis=0)
+    pooled = confusion_from_calls(calls, targets_np).sum(axis=0)
     known = ~torch.isnan(targets.reshape(-1))
     auroc = float(rank_auroc(probs.reshape(-1, 1)[known], targets.reshape(-1, 1)[known])[0])
     return {
@@ -175,17 +178,3 @@ def micro_average(probs: torch.Tensor, targets: torch.Tensor, thresholds: Sequen
         "average_precision": average_precision(probs_np.reshape(-1), targets_np.reshape(-1)),
         **operating_point(float(pooled[1, 1]), float(pooled[0, 1]), float(pooled[0, 0]), float(pooled[1, 0])),
     }
-
-
-def most_confident_errors(probs_1d: np.ndarray, targets_1d: np.ndarray, threshold: float, count: int) -> list[int]:
-    """Indices of the ``count`` wrong calls made with the most confidence, most confident first.
-
-    A call is wrong when ``prob >= threshold`` disagrees with the target; confidence is how far the
-    probability sits from the truth (``|prob - target|``).
-    """
-    probs = np.asarray(probs_1d, dtype=np.float64)
-    targets = np.asarray(targets_1d, dtype=np.float64)
-    truth = targets > 0
-    wrong = np.flatnonzero(((probs >= threshold) != truth) & ~np.isnan(targets))  # unknown truth: never wrong
-    distance = np.abs(probs[wrong] - truth[wrong])
-    return [int(i) for i in wrong[np.argsort(-distance, kind="stable")][:count]]

@@ -25,7 +25,6 @@ from medclf.metrics.curves import (
     average_precision,
     check_probs_targets,
     class_counts,
-    confusion_counts,
     curve_auroc,
     normalised_confusion,
     operating_point_xy,
@@ -192,10 +191,9 @@ def _mark(ax: Axes, x: float | None, y: float | None, threshold: float, detail: 
     return line
 
 
-def confusion_figure(
-    probs: np.ndarray, targets: np.ndarray, labels: Sequence[str], thresholds: Sequence[float]
-) -> Figure:
-    """Per-label 2x2 confusion matrices at per-label thresholds (positive when prob >= threshold).
+def confusion_figure(counts: np.ndarray, labels: Sequence[str], thresholds: Sequence[float]) -> Figure:
+    """Per-label 2x2 confusion matrices of given counts (:func:`medclf.metrics.curves.confusion_from_calls`),
+    each titled with the label's threshold.
 
     Rows are normalised per true class and coloured by that fraction, so the diagonal reads specificity
     (top left) and sensitivity (bottom right); each cell also shows its count. A class without images
@@ -203,8 +201,9 @@ def confusion_figure(
     """
     from matplotlib import colormaps
 
-    probs, targets = check_probs_targets(probs, targets, labels)
-    counts = confusion_counts(probs, targets, thresholds)
+    counts = np.asarray(counts, dtype=np.int64)
+    if counts.shape != (len(labels), 2, 2):
+        raise ValueError(f"confusion counts of shape {counts.shape} for {len(labels)} labels")
     shares = normalised_confusion(counts)
     cmap = colormaps["Blues"].with_extremes(bad="0.9")
     names = (("specificity", "FPR"), ("FNR", "sensitivity"))

@@ -133,11 +133,13 @@ class RunLogger:
         self, epoch: int, probs: Any, targets: Any, labels: Sequence[str], thresholds: Sequence[float]
     ) -> None:
         """Validation ROC curves and confusion matrices (at this epoch's Youden thresholds)."""
+        from medclf.metrics.curves import confusion_counts
         from medclf.reporting.figures import confusion_figure, roc_figure  # matplotlib only when used
 
         p, t = probs.double().cpu().numpy(), targets.cpu().numpy()
         self.add_figure("val/roc_curves", roc_figure(p, t, labels), epoch)
-        self.add_figure("val/confusion_matrices", confusion_figure(p, t, labels, thresholds), epoch)
+        counts = confusion_counts(p, t, thresholds)
+        self.add_figure("val/confusion_matrices", confusion_figure(counts, labels, thresholds), epoch)
 
     def close(self) -> None:
         """Flush and close the event file."""

@@ -102,11 +102,11 @@ def write_predictions(
     labels: Sequence[str],
     probs: torch.Tensor,
     targets: torch.Tensor | None = None,
-    thresholds: Sequence[float] | None = None,
+    calls: np.ndarray | None = None,
     skipped: Sequence[Mapping[str, Any]] = (),
 ) -> None:
     """Per-image CSV: ``image``, ``row``, ``true_<label>`` (if known), ``prob_<label>``, ``pred_<label>``
-    (if thresholds are given; 1 when prob >= threshold), and ``error`` for unreadable images (listed last,
+    (the (N, L) bool ``calls``, if given, as 0/1), and ``error`` for unreadable images (listed last,
     without probabilities)."""
     probs = probs.detach().double().cpu().numpy()
     truth = targets.detach().double().cpu().numpy() if targets is not None else None
@@ -114,7 +114,7 @@ def write_predictions(
     if truth is not None:
         columns += [f"true_{n}" for n in labels]
     columns += [f"prob_{n}" for n in labels]
-    if thresholds is not None:
+    if calls is not None:
         columns += [f"pred_{n}" for n in labels]
     if skipped:
         columns.append("error")
@@ -125,8 +125,8 @@ def write_predictions(
             if truth is not None:
                 record[f"true_{name}"] = None if np.isnan(truth[i, j]) else int(truth[i, j])  # unknown: blank
             record[f"prob_{name}"] = float(probs[i, j])
-            if thresholds is not None:
-                record[f"pred_{name}"] = int(probs[i, j] >= thresholds[j])
+            if calls is not None:
+                record[f"pred_{name}"] = int(calls[i, j])
         out.append(record)
     out += [{"image": s["path"], "row": s["row"], "error": s["error"]} for s in skipped]
     write_csv(path, out, columns)

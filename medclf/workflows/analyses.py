@@ -20,7 +20,7 @@ from medclf.data.sources import SOURCE_COLUMN
 from medclf.engine.loops import Inference, check_finite
 from medclf.errors import ConfigError, ImageError
 from medclf.metrics.auroc import roc_auc
-from medclf.metrics.calibration import apply_temperatures, calibration_scores, fit_temperatures
+from medclf.metrics.calibration import calibration_scores, fit_temperatures, reported_probabilities
 from medclf.metrics.subgroups import SubgroupSpec, assign_groups, parse_subgroups, subgroup_analysis
 from medclf.model.checkpoint import Checkpoint
 from medclf.workflows.inference import run_inference
@@ -108,9 +108,9 @@ def infer_split(
 
 
 def calibrated(result: Inference, temperatures: list[float] | None) -> np.ndarray:
-    """The probabilities to report (float64): temperature-scaled when ``temperatures`` are given."""
-    logits = result.logits.double().cpu().numpy()
-    return apply_temperatures(logits, temperatures if temperatures is not None else [1.0] * logits.shape[1])
+    """The probabilities to report (float64): temperature-scaled when ``temperatures`` are given, otherwise
+    exactly the probabilities the thresholds were chosen on (``result.probs``, widened)."""
+    return reported_probabilities(result.logits, temperatures)
 
 
 def calibration_block(

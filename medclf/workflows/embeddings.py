@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
+
 from medclf.config import ValidateConfig
 from medclf.engine.loops import Inference
 from medclf.metrics.projection import project_2d, subsample
@@ -19,14 +21,21 @@ log = logging.getLogger(__name__)
 
 
 def write_embeddings(
-    out: Path, config: ValidateConfig, checkpoint: Checkpoint, records: list[dict], result: Inference
+    out: Path,
+    config: ValidateConfig,
+    checkpoint: Checkpoint,
+    records: list[dict],
+    reported: tuple[Inference, np.ndarray],
 ) -> list[Path]:
     """Features of a seeded sample (``--embeddings-max``) of the readable evaluated images.
+
+    ``reported`` is the inference and the probabilities validate reports (calibrated when it calibrates),
+    which the projector's ``p_<label>`` columns show.
 
     Returns:
         The files written: ``embeddings.png`` and the projector's config and metadata.
     """
-    labels = list(checkpoint.labels)
+    labels, (result, reported_probs) = list(checkpoint.labels), reported
     chosen = subsample(len(result.paths), config.embeddings_max, config.seed)
     # result.indices[i] is the record of readable image i, so the sample holds no unreadable image.
     picked = [records[int(result.indices[i])] for i in chosen]
@@ -42,7 +51,7 @@ def write_embeddings(
         show_progress=config.progress,
     )
     position = {int(ix): k for k, ix in enumerate(result.indices.tolist())}
-    probs = result.probs.double().cpu().numpy()[[position[int(ix)] for ix in emb.indices]]
+    probs = reported_probs[[position[int(ix)] for ix in emb.indices]]
     header, rows = metadata_table(emb.paths, emb.targets, labels, probs)
     folder = write_projector(out / "projector", emb.features, rows, header, emb.thumbnails)
     pca = project_2d(emb.features, "pca", config.seed)

@@ -15,6 +15,7 @@ from medclf.data.read_errors import plain_error
 from medclf.data.transforms import load_image
 from medclf.engine.device import resolve_device
 from medclf.errors import ConfigError, ImageError
+from medclf.metrics.calibration import reported_probabilities
 from medclf.model.checkpoint import load_checkpoint, model_from_checkpoint
 from medclf.model.gradcam import gradcam_heatmap
 from medclf.reporting.figures import overlay_figure
@@ -34,8 +35,9 @@ def explain_image(config: ExplainConfig | None = None, **overrides: Any) -> dict
         config: Settings; keyword arguments override its fields (or build it when it is None).
 
     Returns:
-        ``{"image": path, "probabilities": {label: p} (every label of the checkpoint),
-        "files": {label: png path} (the requested labels)}``.
+        ``{"image": path, "probabilities": {label: p} (every label of the checkpoint; with the
+        checkpoint's temperature scaling unless ``calibration`` is off, as validate and predict report),
+        "calibrated": bool, "files": {label: png path} (the requested labels)}``.
 
     Raises:
         ConfigError: for a label the checkpoint does not have (the message lists the valid ones).
@@ -55,8 +57,12 @@ def explain_image(config: ExplainConfig | None = None, **overrides: Any) -> dict
     device = resolve_device(config.device)
     model = model_from_checkpoint(checkpoint, device)
     with torch.no_grad():
-        probs = torch.sigmoid(model(image.unsqueeze(0).to(device)))[0].float().cpu().tolist()
+        logits = model(image.unsqueeze(0).to(device))
+    temperatures = list(checkpoint.temperatures) if config.calibration and checkpoint.temperatures else None
+    # The probabilities validate and predict report for this image: calibrated when the checkpoint is.
+    probs = reported_probabilities(logits, temperatures)[0].tolist()
     probabilities = dict(zip(labels, probs, strict=True))
+    scale = "calibrated" if temperatures else "raw"
 
     stem = image_stem(config.image)
     out = output_dir(config.out, checkpoint, f"explain_{stem}")
@@ -64,10 +70,11 @@ def explain_image(config: ExplainConfig | None = None, **overrides: Any) -> dict
     files = {}
     for name in wanted:
         heat = gradcam_heatmap(model, image, labels.index(name))
-        fig = overlay_figure(pixels, heat, f"{name}: p = {probabilities[name]:.3f}")
+        fig = overlay_figure(pixels, heat, f"{name}: p = {probabilities[name]:.3f} ({scale})")
         path = save_figure(out / f"{stem}_{_safe(name)}_gradcam.png", fig)
         files[name] = str(path)
-    return {"image": str(config.image), "probabilities": probabilities, "files": files}
+    calibrated = bool(temperatures)
+    return {"image": str(config.image), "probabilities": probabilities, "calibrated": calibrated, "files": files}
 
 
 def image_stem(path: str | Path) -> str:

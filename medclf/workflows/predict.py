@@ -15,6 +15,7 @@ from medclf.data.manifest import Manifest
 from medclf.data.transforms import is_image_file
 from medclf.engine.loops import check_finite
 from medclf.errors import ConfigError, ManifestError
+from medclf.metrics.curves import decisions
 from medclf.model.checkpoint import load_checkpoint
 from medclf.reporting.tables import write_predictions
 from medclf.workflows.analyses import calibrated
@@ -57,7 +58,7 @@ def predict_images(config: PredictConfig | None = None, **overrides: Any) -> Pre
     checkpoint = load_checkpoint(config.checkpoint, map_location="cpu")
     labels = list(checkpoint.labels)
     temperatures = list(checkpoint.temperatures) if config.calibration and checkpoint.temperatures else None
-    _, thresholds, source = resolve_thresholds(config, checkpoint, temperatures)
+    raw_thresholds, thresholds, source = resolve_thresholds(config, checkpoint, temperatures)
     result, _ = run_inference(
         checkpoint, _records(config), with_labels=False, device=config.device, amp=config.amp,
         batch_size=config.batch_size, num_workers=config.num_workers, progress=config.progress, desc="predict",
@@ -66,7 +67,8 @@ def predict_images(config: PredictConfig | None = None, **overrides: Any) -> Pre
     check_finite(result, f"{Path(checkpoint.path).name} on {len(result.paths)} images")
     probs = torch.from_numpy(calibrated(result, temperatures))
     path = output_dir(config.out, checkpoint, f"{Path(checkpoint.path).stem}_predict") / "predictions.csv"
-    write_predictions(path, result.paths, result.rows, labels, probs, thresholds=thresholds, skipped=result.skipped)
+    calls = decisions(result.probs.cpu().numpy(), raw_thresholds)  # on the scale the thresholds were chosen on
+    write_predictions(path, result.paths, result.rows, labels, probs, calls=calls, skipped=result.skipped)
     if result.skipped:
         log.warning("%d unreadable image(s) listed with their error in %s", len(result.skipped), path)
     log.info("predicted %d images with %s (thresholds: %s; calibration: %s%s); wrote %s", len(result.paths),

@@ -23,7 +23,7 @@ from medclf.data.sources import read_manifests
 from medclf.data.transforms import load_image
 from medclf.engine.loops import Inference
 from medclf.errors import ConfigError
-from medclf.metrics.curves import confident_errors_by_kind, confusion_counts
+from medclf.metrics.curves import confident_errors_by_kind, confusion_from_calls, decisions
 from medclf.metrics.summary import evaluation_report, micro_average
 from medclf.model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from medclf.reporting.files import make_folder, write_bytes, write_csv, write_json, write_text
@@ -91,7 +91,10 @@ def evaluate(config: ValidateConfig | None = None, **overrides: Any) -> Evaluati
     thresholds, shown_thresholds, threshold_source = resolve_thresholds(config, checkpoint, temperatures)
     result, records = infer_split(config, checkpoint, manifest, config.split, config.split)
     probs = calibrated(result, temperatures)
-    metrics = _report_metrics(config, result, probs, labels, (thresholds, shown_thresholds))
+    # The one comparison: on the raw outputs the thresholds were chosen on; every count, figure and pred_
+    # column below comes from these calls (calibration keeps each label's order, so they hold on both scales).
+    calls = decisions(result.probs.cpu().numpy(), thresholds)
+    metrics = _report_metrics(config, result, probs, calls, labels, shown_thresholds)
     metrics["thresholds_from"] = threshold_source
     metrics["calibration"] = calibration_block(result, probs, labels, temperatures, temperature_source)
     metrics["tta"] = tta_block(result, labels, len(tta_for(checkpoint))) if config.tta else None
@@ -106,12 +109,12 @@ def evaluate(config: ValidateConfig | None = None, **overrides: Any) -> Evaluati
     for path in changed_manifests(checkpoint.get("provenance"), summary["provenance"]):
         log.warning("%s changed since this checkpoint was trained on it (its SHA-256 differs)", path)
     files = _write_outputs(
-        out, config, checkpoint, summary, result, probs, (thresholds, shown_thresholds), temperatures
+        out, config, checkpoint, summary, result, (probs, calls), (thresholds, shown_thresholds), temperatures
     )
     if config.embeddings:
         from medclf.workflows.embeddings import write_embeddings  # scikit-learn's t-SNE, only when asked
 
-        files += write_embeddings(out, config, checkpoint, records, result)
+        files += write_embeddings(out, config, checkpoint, records, (result, probs))
     log.info("%s on %s (%s):\n%s", Path(checkpoint.path).name, config.split, summary["csv"], metrics_table(metrics))
     _log_analyses(metrics)
     log.info("wrote %s", ", ".join(str(f) for f in files))
@@ -141,21 +144,20 @@ def _report_metrics(
     config: ValidateConfig,
     result: Inference,
     probs: np.ndarray,
+    calls: np.ndarray,
     labels: list[str],
-    both_thresholds: tuple[list[float], list[float]],
+    shown_thresholds: list[float],
 ) -> dict[str, Any]:
-    """The evaluation report: ranking metrics on the raw outputs, thresholds and pooled numbers as reported."""
-    thresholds, shown_thresholds = both_thresholds
+    """The evaluation report: ranking metrics on the raw outputs, counts of ``calls``, pooled AUROC as reported."""
     started = time.perf_counter()
     # Ranking metrics use the raw outputs: temperature scaling keeps each label's order, and float32
-    # sigmoids of sharpened logits could tie. Thresholded counts are the same on either scale.
+    # sigmoids of sharpened logits could tie.
     metrics = evaluation_report(
-        result.probs, result.targets, labels, thresholds, n_bootstrap=config.bootstrap, seed=config.seed
-    )
-    for row, shown in zip(metrics["per_label"], shown_thresholds, strict=True):
-        row["threshold"] = shown  # on the reported (calibrated) probabilities
+        result.probs, result.targets, labels, shown_thresholds, calls=calls, n_bootstrap=config.bootstrap,
+        seed=config.seed,
+    )  # fmt: skip
     # Pooled AUROC/AP on the reported (calibrated) probabilities; the counts and their intervals are the same.
-    pooled = micro_average(torch.from_numpy(probs), result.targets.cpu(), shown_thresholds)
+    pooled = micro_average(torch.from_numpy(probs), result.targets.cpu(), calls)
     metrics["micro"] = {**metrics["micro"], **pooled}
     metrics["bootstrap"]["seconds"] = round(time.perf_counter() - started, 3)
     return metrics
@@ -167,19 +169,20 @@ def _write_outputs(
     checkpoint: Checkpoint,
     summary: dict[str, Any],
     result: Inference,
-    probs: np.ndarray,
+    reported: tuple[np.ndarray, np.ndarray],
     both_thresholds: tuple[list[float], list[float]],
     temperatures: list[float] | None,
 ) -> list[Path]:
     """metrics.json/.csv, predictions.csv, subgroups.csv, a calibrated checkpoint copy, figures and report.
 
-    ``both_thresholds`` is (on the raw outputs, on the reported probabilities ``probs``)."""
-    labels, thresholds = list(checkpoint.labels), both_thresholds[1]
+    ``reported`` is (the reported probabilities, the calls); ``both_thresholds`` is (on the raw outputs, on
+    the reported probabilities)."""
+    labels, (probs, calls) = list(checkpoint.labels), reported
     write_json(out / "metrics.json", summary)
     write_csv(out / "metrics.csv", evaluation_table(summary))
     write_predictions(
         out / "predictions.csv", result.paths, result.rows, labels, torch.from_numpy(probs), result.targets,
-        thresholds, skipped=result.skipped,
+        calls, skipped=result.skipped,
     )  # fmt: skip
     files = [out / "metrics.json", out / "metrics.csv", out / "predictions.csv"]
     if summary["subgroups"]:
@@ -191,7 +194,7 @@ def _write_outputs(
         files.append(path)
     if config.figures:
         files += _write_figures(
-            out, config, summary, result, probs, labels, both_thresholds, int(checkpoint.image_size)
+            out, config, summary, result, reported, labels, both_thresholds, int(checkpoint.image_size)
         )
     return files
 
@@ -220,17 +223,18 @@ def _write_figures(
     config: ValidateConfig,
     metrics: dict[str, Any],
     result: Inference,
-    probs: np.ndarray,
+    reported: tuple[np.ndarray, np.ndarray],
     labels: list[str],
     both_thresholds: tuple[list[float], list[float]],
     image_size: int,
 ) -> list[Path]:
-    """The plots, the most-confident-errors grid and report.html (``probs``: the reported probabilities)."""
+    """The plots, the most-confident-errors grid and report.html (``reported``: probabilities and calls)."""
     from medclf.reporting import figures
     from medclf.reporting.evaluation_page import evaluation_page
     from medclf.reporting.figures_calibration import calibration_figure
 
     raw_thresholds, thresholds = both_thresholds
+    probs, calls = reported
     raw = result.probs.double().cpu().numpy()
     targets = result.targets.cpu().numpy()
     calibration = metrics["calibration"]
@@ -247,7 +251,7 @@ def _write_figures(
         ),
         "confusion_matrices.png": (
             "Confusion matrices at the operating thresholds, rows normalised per true class",
-            figures.confusion_figure(probs, targets, labels, thresholds),
+            figures.confusion_figure(confusion_from_calls(calls, targets), labels, thresholds),
         ),
         "calibration.png": (
             "Calibration (reliability) per label with its ECE and the images per bin"
@@ -266,7 +270,9 @@ def _write_figures(
         raise ConfigError(f"errors_label {label!r} is not one of the checkpoint's labels: {', '.join(labels)}")
     built["most_confident_errors.png"] = (
         f"Most confident false positives and false negatives for {label}",
-        _errors_figure(result, probs, targets, labels.index(label), label, thresholds, image_size, config.errors_count),
+        _errors_figure(
+            result, reported, targets, labels.index(label), (label, thresholds), image_size, config.errors_count
+        ),
     )
     pngs = []
     for name, (caption, figure) in built.items():
@@ -279,24 +285,24 @@ def _write_figures(
 
 def _errors_figure(
     result: Any,
-    probs: np.ndarray,
+    reported: tuple[np.ndarray, np.ndarray],
     targets: np.ndarray,
     j: int,
-    label: str,
-    thresholds: list[float],
+    label_thresholds: tuple[str, list[float]],
     image_size: int,
     count: int,
 ) -> Any:
     """The most confident false positives and false negatives of one label, up to half of ``count`` each."""
     from medclf.reporting.figures_errors import errors_figure
 
-    false_pos, false_neg = confident_errors_by_kind(probs[:, j], targets[:, j], thresholds[j], (count + 1) // 2)
+    (probs, calls), (label, thresholds) = reported, label_thresholds
+    false_pos, false_neg = confident_errors_by_kind(probs[:, j], targets[:, j], calls[:, j], (count + 1) // 2)
 
     def shown(indices: list[int]) -> tuple[list[np.ndarray], list[str]]:
         images = [load_image(result.paths[i], image_size)[0].numpy() for i in indices]
         return images, [f"{Path(result.paths[i]).name}\np = {probs[i, j]:.3f}" for i in indices]
 
-    matrix = confusion_counts(probs[:, [j]], targets[:, [j]], [thresholds[j]])[0]
+    matrix = confusion_from_calls(calls[:, [j]], targets[:, [j]])[0]
     title = f"{label}: most confident errors at threshold {thresholds[j]:.3f}"
     return errors_figure(shown(false_pos), shown(false_neg), title, totals=(int(matrix[0, 1]), int(matrix[1, 0])))
 
