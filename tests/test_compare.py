@@ -25,6 +25,7 @@ from medclf.metrics.comparison import (
 from medclf.metrics.curves import decisions
 from medclf.metrics.delong import delong_covariance, delong_test, midranks, structural_components
 from medclf.reporting.tables import write_predictions
+from tests.test_failures import FAST, error_line
 
 COLUMNS = ["label", "n", "auroc_a", "auroc_b", "difference", "ci_low", "ci_high", "p_delong"]
 
@@ -301,3 +302,179 @@ def test_errors_exit_2_with_counts_and_examples(two_runs, tmp_path: Path, capsys
             table(["a", "b"], ["x"], np.zeros((2, 1)), np.zeros((2, 1)), "A"),
             table(["a", "a"], ["x"], np.zeros((2, 1)), np.zeros((2, 1)), "B"),
         )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# predictions.csv as medclf.validate writes it, and nothing else
+
+
+@pytest.fixture(scope="module")
+def validated(synthetic_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The validate output folder of a one-epoch run on the synthetic fixture (read-only: tests copy it)."""
+    from medclf.train import main as train_main
+    from medclf.validate import main as validate_main
+
+    root = tmp_path_factory.mktemp("validated")
+    assert train_main(["--csv", str(synthetic_csv), "--out", str(root / "run"), *FAST]) == 0
+    out = root / "best_test"
+    argv = ["--checkpoint", str(root / "run" / "best.pt"), "--csv", str(synthetic_csv), "--out", str(out)]
+    assert validate_main([*argv, "--bootstrap", "0", "--no-figures", "--no-progress", "--device", "cpu"]) == 0
+    return out
+
+
+def copy_folder(folder: Path, to: Path) -> Path:
+    to.mkdir(parents=True)
+    (to / "predictions.csv").write_bytes((folder / "predictions.csv").read_bytes())
+    return to
+
+
+def test_a_predictions_csv_cut_in_its_last_number_is_refused(validated: Path, tmp_path: Path, capsys) -> None:
+    text = (validated / "predictions.csv").read_bytes().decode("utf-8")
+    header = text.split("\r\n", 1)[0].split(",")
+    assert header[:2] == ["image", "row"] and header[-1].startswith("pred_")  # validate's layout, decisions last
+    last = text.rstrip("\r\n").rsplit("\r\n", 1)[1]
+    column = max(i for i, c in enumerate(header) if c.startswith("prob_"))
+    cell = last.split(",")[column]
+    assert float(cell) > 0 and len(cell) > 6
+    # Cut in the middle of the last probability: no pred_ cells left in that row (an interrupted copy).
+    cut = copy_folder(validated, tmp_path / "cut")
+    kept = text[: text.rindex(last) + len(",".join(last.split(",")[:column])) + 5]
+    (cut / "predictions.csv").write_text(kept, encoding="utf-8", newline="")
+    line = text.count("\r\n")  # the last row's line number (header = line 1)
+    assert main([str(validated), str(cut), "--out", str(tmp_path / "o")]) == 2
+    message = error_line(capsys)
+    assert f"{cut / 'predictions.csv'} line {line}, column {header[column]}: the file ends in this cell" in message
+    assert "cut short" in message and not (tmp_path / "o").exists()
+    # The same row given a line end afterwards: its missing cells are named.
+    (cut / "predictions.csv").write_text(kept + "\r\n", encoding="utf-8", newline="")
+    assert main([str(cut), str(validated), "--out", str(tmp_path / "o")]) == 2
+    message = error_line(capsys)
+    assert f"{cut / 'predictions.csv'} line {line}, column {header[column + 1]}: missing" in message
+
+
+def test_identical_predictions_warn_and_the_same_file_twice_is_refused(
+    validated: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    again = copy_folder(validated, tmp_path / "again")
+    assert main([str(validated), str(again), "--out", str(tmp_path / "o"), "--bootstrap", "50", "--no-figures"]) == 0
+    assert "hold identical predictions for every compared image and label: every difference is zero" in (
+        capsys.readouterr().out
+    )
+    summary = json.loads((tmp_path / "o" / "comparison.json").read_text())
+    assert all(row["difference"] in (0, None) for row in summary["per_label"])
+    monkeypatch.chdir(validated.parent)
+    (tmp_path / "link").symlink_to(validated)
+    for other in (validated, f"{validated}/", "best_test", "./best_test/../best_test/predictions.csv",
+                  tmp_path / "link"):  # fmt: skip
+        assert main([str(validated), str(other), "--out", str(tmp_path / "o2")]) == 2
+        message = error_line(capsys)
+        assert f"A and B are the same file, {validated / 'predictions.csv'}" in message, other
+    assert not (tmp_path / "o2").exists()
+
+
+def small_predictions(path: Path, skipped: bool = True) -> Path:
+    """A predictions.csv as validate writes it: 6 images, labels x and y, an unknown truth, an unreadable image."""
+    truth = torch.tensor([[1, 0], [0, 1], [1, float("nan")], [0, 0], [1, 1], [0, 1]])
+    probs = torch.tensor([[0.9, 0.2], [0.3, 0.8], [0.7, 0.5], [0.1, 0.4], [0.6, 0.9], [0.4, 0.6]])
+    errors = [{"path": "images/broken.png", "row": 7, "error": "cannot read"}] if skipped else []
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_predictions(path, [f"images/{i}.png" for i in range(6)], list(range(1, 7)), ["x", "y"], probs, truth,
+                      [0.5, 0.5], skipped=errors)  # fmt: skip
+    return path
+
+
+def edited(path: Path, line: int, column: str, value: str) -> Path:
+    """``path`` with the cell of ``column`` on ``line`` (header = 1) replaced by ``value``."""
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    rows[line - 1][rows[0].index(column)] = value
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows(rows)
+    return path
+
+
+def test_the_small_file_is_read_with_its_unreadable_image(tmp_path: Path) -> None:
+    from medclf.reporting.comparison import read_predictions
+
+    table_ = read_predictions(small_predictions(tmp_path / "p.csv"))
+    assert table_.labels == ["x", "y"] and table_.skipped == 1 and len(table_.images) == 6
+    assert math.isnan(table_.truth[2, 1]) and table_.probs[4, 1] == pytest.approx(0.9)
+
+
+@pytest.mark.parametrize(
+    ("line", "column", "value", "expected"),
+    [
+        (3, "prob_x", "1.5", "line 3, column prob_x: '1.5' is not a probability (a number in [0, 1])"),
+        (4, "prob_y", "-0.2", "line 4, column prob_y: '-0.2' is not a probability"),
+        (2, "prob_x", "nan", "line 2, column prob_x: 'nan' is not a probability"),
+        (2, "prob_y", "inf", "line 2, column prob_y: 'inf' is not a probability"),
+        (5, "prob_x", "high", "line 5, column prob_x: 'high' is not a probability"),
+        (6, "prob_y", "", "line 6, column prob_y: blank (a missing cell)"),
+        (2, "true_x", "2", "line 2, column true_x: truth must be 0, 1 or blank, got '2'"),
+        (3, "true_y", "yes", "line 3, column true_y: truth must be 0, 1 or blank, got 'yes'"),
+        (3, "true_y", "0.5", "line 3, column true_y: truth must be 0, 1 or blank, got '0.5'"),
+        (7, "pred_y", "", "line 7, column pred_y: a decision must be 0 or 1, got ''"),
+        (2, "image", " ", "line 2, column image: blank"),
+        (5, "row", "", "line 5, column row: '' is not a manifest row number"),
+        (8, "prob_x", "0.3", "line 8, column prob_x: '0.3' in the row of an unreadable image"),
+        (1, "true_y", "truth_y", "line 1, column 4: 'truth_y' where medclf.validate writes 'true_y'"),
+        (1, "image", "path", "line 1, column 1: 'path' where medclf.validate writes 'image'"),
+        (1, "prob_y", "prob_x", "line 1: column prob_x appears more than once"),
+        (1, "error", "notes", "line 1 (header): column 'notes' is unexpected"),
+    ],
+)
+def test_a_bad_cell_or_header_is_refused_naming_line_and_column(
+    tmp_path: Path, capsys, line: int, column: str, value: str, expected: str
+) -> None:
+    good = small_predictions(tmp_path / "a" / "predictions.csv")
+    bad = edited(small_predictions(tmp_path / "b" / "predictions.csv"), line, column, value)
+    assert main([str(good.parent), str(bad.parent), "--out", str(tmp_path / "o")]) == 2
+    assert f"error: {bad} {expected}" in error_line(capsys)
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_file_not_written_by_validate_is_refused(tmp_path: Path, capsys) -> None:
+    from medclf.reporting.comparison import read_predictions
+
+    good = small_predictions(tmp_path / "good.csv")
+    text = good.read_text(encoding="utf-8")
+    cases = {
+        "metrics.csv": ("label,auroc\nx,0.5\n", "line 1, column 1: 'label' where medclf.validate writes 'image'"),
+        "bom.csv": ("\ufeff" + text, "line 1, column 1: '\\ufeffimage' where medclf.validate writes 'image'"),
+        "no_row.csv": (text.replace("image,row,", "image,"), "line 1, column 2: 'true_x' where"),
+        "no_prob.csv": ("image,row,true_x\na.png,1,0\n", "line 1 (header): column 'true_x' is unexpected"),
+        "pred_only_x.csv": (text.replace(",pred_y,", ",notes,"), "line 1, column 8: 'notes' where medclf.validate"),
+        "long_row.csv": (text.replace("images/2.png,3,", "images/2.png,3,0,"), "line 4: 10 cells, but the header"),
+        "empty.csv": ("", "is empty: not a predictions.csv as medclf.validate writes it"),
+        "header_only.csv": (text.split("\n", 1)[0] + "\n", "has no predictions (0 row(s) of unreadable images)"),
+        "only_unreadable.csv": (
+            text.split("\n", 1)[0] + "\n" + text.rsplit("\n", 2)[1] + "\n",
+            "has no predictions (1 row(s)",
+        ),
+    }
+    for name, (content, expected) in cases.items():
+        (tmp_path / name).write_text(content, encoding="utf-8", newline="")
+        with pytest.raises(ComparisonError) as raised:
+            read_predictions(tmp_path / name)
+        assert f"{tmp_path / name} {expected}" in str(raised.value), name
+    # predict's file (no truth) keeps its own advice
+    predicted = tmp_path / "predict.csv"
+    write_predictions(predicted, ["a.png", "b.png"], [1, 2], ["x"], torch.tensor([[0.2], [0.7]]), None, [0.5])
+    with pytest.raises(ComparisonError, match=r"predictions without truth \(from medclf.predict\?\)"):
+        read_predictions(predicted)
+    assert main([str(good), str(predicted)]) == 2
+    assert "cannot be compared" in error_line(capsys)
+
+
+def test_every_cut_of_a_file_not_at_a_line_end_is_refused(tmp_path: Path) -> None:
+    from medclf.reporting.comparison import read_predictions
+
+    for skipped in (False, True):
+        text = small_predictions(tmp_path / f"p{skipped}.csv", skipped).read_bytes().decode("utf-8")
+        for k in range(1, len(text)):
+            if text[k - 1] in "\r\n":
+                continue  # a cut at a line end leaves a whole file of fewer rows (other images than B's)
+            cut = tmp_path / "cut.csv"
+            cut.write_text(text[:k], encoding="utf-8", newline="")
+            with pytest.raises(ComparisonError, match=r"the file ends in this cell, without a line end: it was cut"):
+                read_predictions(cut)

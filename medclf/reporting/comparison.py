@@ -1,11 +1,10 @@
-"""Files of a model comparison: reading two ``predictions.csv`` files, writing ``comparison.json``,
-``comparison.csv`` and the forest plot ``comparison.png``, and the console table.
+"""Files of a model comparison: display names, the console table, and writing ``comparison.json``,
+``comparison.csv`` and the forest plot ``comparison.png`` (the ``predictions.csv`` reader is in
+:mod:`medclf.reporting.predictions_csv`).
 """
 
 from __future__ import annotations
 
-import csv
-import math
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -15,95 +14,16 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from medclf.errors import ComparisonError
-from medclf.metrics.comparison import PredictionTable
 from medclf.reporting.figures import FONT, TITLE_FONT
-from medclf.reporting.files import restore_cell, save_figure, write_csv, write_json
+from medclf.reporting.files import save_figure, write_csv, write_json
 
-PREDICTIONS = "predictions.csv"
+# The reader lives in its own module; these names stay importable from here.
+from medclf.reporting.predictions_csv import PREDICTIONS as PREDICTIONS
+from medclf.reporting.predictions_csv import predictions_path as predictions_path
+from medclf.reporting.predictions_csv import read_predictions as read_predictions
+
 _PLAIN = {"facecolor": "white", "edgecolor": "none", "pad": 1.0}
 COLUMNS = ("label", "n", "auroc_a", "auroc_b", "difference", "ci_low", "ci_high", "p_delong")
-
-
-def predictions_path(path: str | Path) -> Path:
-    """The ``predictions.csv`` of a validate output folder, or ``path`` itself when it is a file.
-
-    Raises:
-        ComparisonError: when neither exists.
-    """
-    path = Path(path)
-    if path.is_dir():
-        path = path / PREDICTIONS
-    if not path.is_file():
-        raise ComparisonError(f"predictions not found: {path} (give a validate output folder or its {PREDICTIONS})")
-    return path
-
-
-def read_predictions(path: str | Path) -> PredictionTable:
-    """One model's predictions from a ``predictions.csv`` written by ``medclf.validate``.
-
-    Labels are those with both ``true_<label>`` and ``prob_<label>`` columns; a blank truth is unknown.
-    Rows of unreadable images (an ``error`` and no probabilities) are left out and counted in ``skipped``.
-
-    Raises:
-        ComparisonError: for a missing file, missing columns, or a cell that is not a number / 0-1 truth.
-    """
-    path = predictions_path(path)
-    try:
-        with open(path, encoding="utf-8", newline="") as f:
-            reader = csv.DictReader(f)
-            columns = list(reader.fieldnames or [])
-            records = list(reader)
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise ComparisonError(f"cannot read {path}: {e}") from None
-    probs = [c[len("prob_") :] for c in columns if c.startswith("prob_")]
-    truths = {c[len("true_") :] for c in columns if c.startswith("true_")}
-    if "image" not in columns or not probs:
-        raise ComparisonError(f"{path} is not a medclf predictions.csv (needs image and prob_<label> columns)")
-    labels = [n for n in probs if n in truths]
-    if not labels:
-        raise ComparisonError(
-            f"{path} has no true_<label> column for its prob_ columns: predictions without truth (from "
-            "medclf.predict?) cannot be compared; use the predictions.csv of medclf.validate"
-        )
-    images, prob_rows, truth_rows, skipped = [], [], [], 0
-    for line, record in enumerate(records, start=2):
-        if (record.get("error") or "").strip() or any(not (record.get(f"prob_{n}") or "").strip() for n in labels):
-            skipped += 1
-            continue
-        images.append(restore_cell(record["image"]))  # as written before neutralising (write_csv)
-        prob_rows.append([_number(record, f"prob_{n}", path, line) for n in labels])
-        truth_rows.append([_truth(record, f"true_{n}", path, line) for n in labels])
-    if not images:
-        raise ComparisonError(f"{path} has no predictions ({skipped} row(s) without probabilities)")
-    return PredictionTable(
-        source=str(path),
-        images=images,
-        labels=labels,
-        probs=np.array(prob_rows, dtype=np.float64),
-        truth=np.array(truth_rows, dtype=np.float64),
-        skipped=skipped,
-    )
-
-
-def _number(record: Mapping[str, str], column: str, path: Path, line: int) -> float:
-    try:
-        value = float(record[column])
-    except (TypeError, ValueError):
-        value = math.nan
-    if not math.isfinite(value):
-        raise ComparisonError(f"{path} line {line}, column {column}: {record[column]!r} is not a finite number")
-    return value
-
-
-def _truth(record: Mapping[str, str], column: str, path: Path, line: int) -> float:
-    text = (record.get(column) or "").strip()
-    if not text:
-        return math.nan  # unknown truth: masked for this label, as everywhere in medclf
-    value = _number(record, column, path, line)
-    if value not in (0.0, 1.0):
-        raise ComparisonError(f"{path} line {line}, column {column}: truth must be 0, 1 or blank, got {text!r}")
-    return value
 
 
 def display_names(path_a: str | Path, path_b: str | Path, name_a: str = "", name_b: str = "") -> tuple[str, str]:

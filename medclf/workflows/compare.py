@@ -11,12 +11,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from medclf.config import CompareConfig, settings_dict
-from medclf.errors import ConfigError
+from medclf.errors import ComparisonError, ConfigError
 from medclf.metrics.comparison import align_predictions, compare_predictions
 from medclf.reporting.comparison import (
     comparison_table,
     display_names,
+    predictions_path,
     read_predictions,
     safe_name,
     write_comparison,
@@ -43,12 +46,19 @@ def compare(config: CompareConfig | None = None, **overrides: Any) -> dict[str, 
         plus ``a``, ``b``, ``settings``) with ``out_dir`` and ``files`` added.
 
     Raises:
-        ComparisonError: when the files hold other images, no common label, or conflicting truths.
+        ComparisonError: when A and B are the same file, when a file is not a predictions.csv of validate
+            (or is cut short), when the files hold other images, no common label, or conflicting truths.
     """
     config = dataclasses.replace(config, **overrides) if config else CompareConfig(**overrides)
     if not config.a or not config.b:
         raise ConfigError("compare needs the predictions of model A and of model B")
-    table_a, table_b = read_predictions(config.a), read_predictions(config.b)
+    path_a, path_b = predictions_path(config.a), predictions_path(config.b)
+    if path_a.samefile(path_b):  # however spelled: relative, via links, hard links
+        raise ComparisonError(
+            f"A and B are the same file, {path_a.resolve()} (given as {config.a} and {config.b}): a run compared "
+            "with itself differs by zero everywhere; give the validate output folders of two different runs"
+        )
+    table_a, table_b = read_predictions(path_a), read_predictions(path_b)
     names = display_names(config.a, config.b, config.name_a, config.name_b)
     for name, table in zip(names, (table_a, table_b), strict=True):
         if table.skipped:
@@ -57,6 +67,14 @@ def compare(config: CompareConfig | None = None, **overrides: Any) -> dict[str, 
     for name, only in ((names[0], aligned.labels_only_a), (names[1], aligned.labels_only_b)):
         if only:
             log.warning("label(s) only in %s, not compared: %s", name, ", ".join(only))
+    if np.array_equal(aligned.probs_a, aligned.probs_b):
+        log.warning(
+            "A (%s) and B (%s) hold identical predictions for every compared image and label: every difference "
+            "is zero and every p-value 1 by construction, which says nothing about the two models "
+            "(the same run validated twice, or a copied predictions.csv?)",
+            table_a.source,
+            table_b.source,
+        )
 
     started = time.perf_counter()
     result = compare_predictions(aligned, n_bootstrap=config.bootstrap, seed=config.seed)
