@@ -379,7 +379,7 @@ def small_predictions(path: Path, skipped: bool = True) -> Path:
     errors = [{"path": "images/broken.png", "row": 7, "error": "cannot read"}] if skipped else []
     path.parent.mkdir(parents=True, exist_ok=True)
     write_predictions(path, [f"images/{i}.png" for i in range(6)], list(range(1, 7)), ["x", "y"], probs, truth,
-                      [0.5, 0.5], skipped=errors)  # fmt: skip
+                      decisions(probs.numpy(), [0.5, 0.5]), skipped=errors)  # fmt: skip
     return path
 
 
@@ -459,7 +459,7 @@ def test_a_file_not_written_by_validate_is_refused(tmp_path: Path, capsys) -> No
         assert f"{tmp_path / name} {expected}" in str(raised.value), name
     # predict's file (no truth) keeps its own advice
     predicted = tmp_path / "predict.csv"
-    write_predictions(predicted, ["a.png", "b.png"], [1, 2], ["x"], torch.tensor([[0.2], [0.7]]), None, [0.5])
+    write_predictions(predicted, ["a.png", "b.png"], [1, 2], ["x"], torch.tensor([[0.2], [0.7]]), None, decisions(np.array([[0.2], [0.7]]), [0.5]))
     with pytest.raises(ComparisonError, match=r"predictions without truth \(from medclf.predict\?\)"):
         read_predictions(predicted)
     assert main([str(good), str(predicted)]) == 2

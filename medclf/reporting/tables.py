@@ -110,6 +110,8 @@ def write_predictions(
     without probabilities)."""
     probs = probs.detach().double().cpu().numpy()
     truth = targets.detach().double().cpu().numpy() if targets is not None else None
+    if calls is not None and np.shape(calls) != probs.shape:
+        raise ValueError(f"calls of shape {np.shape(calls)} for probabilities of shape {probs.shape}")
     columns = ["image", "row"]
     if truth is not None:
         columns += [f"true_{n}" for n in labels]
