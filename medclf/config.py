@@ -68,6 +68,7 @@ class TrainConfig:
     )
     patient_column: str = _opt("patient_id", "manifest column naming the patient, checked for patients in two splits")
     allow_patient_overlap: bool = _opt(False, "train even when a patient has images in more than one split")
+    shared_patient_ids: bool = _opt(False, "one patient id means one patient in every data set (off: per source)")
     pos_weight: bool = _opt(False, "weight positives by negatives/positives per label, counted on TRAIN")
     freeze_backbone_epochs: int = _opt(0, "train only the classifier for this many first epochs", bounds=">= 0")
     augment: bool = _opt(True, "random small affine transforms and horizontal flips during training")
@@ -326,7 +327,7 @@ class PrepareMimicCxrConfig:
 HELP_GROUPS: dict[str, list[tuple[str, list[str]]]] = {
     "TrainConfig": [
         ("data", ["csv", "labels", "uncertain", "image_size", "batch_size", "check_images", "patient_column",
-                  "allow_patient_overlap"]),
+                  "allow_patient_overlap", "shared_patient_ids"]),
         ("model", ["model", "pretrained"]),
         ("optimisation", ["optimizer", "lr", "weight_decay", "momentum", "pos_weight", "augment", "hflip"]),
         ("schedule", ["scheduler", "plateau_patience", "plateau_factor", "epochs", "early_stopping_patience",

@@ -166,3 +166,81 @@ def test_external_test_set_with_some_labels_and_a_label_map(synthetic_csv: Path,
 
     with pytest.raises(ManifestError, match="none of the label columns is present"):
         evaluate(settings, csv=str(synthetic_csv.parent / "none.csv"), label_map="")
+
+
+@pytest.fixture(scope="module")
+def small_checkpoint(synthetic_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    out = tmp_path_factory.mktemp("label_map") / "run"
+    return train(csv=str(synthetic_csv), out=str(out), labels=["atelectasis", "cardiomegaly", "effusion", "mass"],
+                 image_size=32, epochs=1, model="densenet_tiny", batch_size=16, device="cpu", progress=False,
+                 num_workers=0, figure_every=0).best_checkpoint  # fmt: skip
+
+
+def _external(synthetic_csv: Path, folder: Path, columns: dict[str, str], blank: bool = False) -> Path:
+    """The synthetic TEST rows with absolute image paths and the label columns renamed by ``columns``."""
+    frame = pd.read_csv(synthetic_csv, dtype=str, keep_default_na=False)
+    frame["image"] = [str((synthetic_csv.parent / p).resolve()) for p in frame["image"]]
+    frame = frame[frame["split"] == "TEST"][["image", "split", *columns]].rename(columns=columns)
+    if blank:
+        frame[list(columns.values())] = ""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "external.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def _error(argv: list[str], capsys: pytest.CaptureFixture) -> list[str]:
+    from medclf.validate import main
+
+    assert main([*argv, "--no-progress", "--num-workers", "0", "--bootstrap", "0", "--no-figures"]) == 2
+    return [line for line in capsys.readouterr().out.splitlines() if line.startswith(("error:", "  - "))]
+
+
+def test_label_maps_that_clash_or_name_nothing_are_refused_without_an_out_folder(
+    small_checkpoint: str, synthetic_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    csv = _external(synthetic_csv, tmp_path, {"effusion": "a", "mass": "b", "atelectasis": "atelectasis"})
+    out = tmp_path / "out" / "x"
+    args = ["--checkpoint", small_checkpoint, "--csv", str(csv), "--out", str(out)]
+    lines = _error([*args, "--label-map", "a=effusion,b=effusion"], capsys)
+    assert lines == [f"error: manifest {csv}: 1 problem(s)",
+                     "  - --label-map a=effusion, b=effusion: two columns would be named 'effusion'"]  # fmt: skip
+    lines = _error([*args, "--label-map", "a=effusion,b=atelectasis"], capsys)
+    clash = "two columns would be named 'atelectasis'"
+    assert lines[1] == f"  - --label-map b=atelectasis and the CSV's own column 'atelectasis': {clash}"
+    lines = _error([*args, "--label-map", "a=effusion,pleural_efusion=mass,b=masss"], capsys)
+    assert lines == [
+        f"error: --label-map pleural_efusion=mass: no column 'pleural_efusion' in {csv} (columns: a, atelectasis, "
+        "b, image, split); b=masss: 'masss' is not one of the labels (did you mean 'mass'?)"
+    ]
+    assert not (tmp_path / "out").exists()
+    other = _external(synthetic_csv, tmp_path / "out", {"mass": "pleural_effusion"})  # several CSVs: one must have it
+    lines = _error([*args, "--csv", str(other), "--label-map", "a=effusion,pleural_effusion=mass,b=mass"], capsys)
+    assert "is also in" in lines[1]  # the map is accepted: the next check (same images in both) speaks
+    lines = _error([*args, "--csv", str(other), "--label-map", "pleural_efusion=effusion"], capsys)
+    assert lines[0] == (
+        f"error: --label-map pleural_efusion=effusion: no column 'pleural_efusion' in any of {csv}, {other} "
+        "(did you mean 'pleural_effusion'?)"
+    )
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["external.csv"]
+
+
+def test_an_external_csv_with_a_label_in_another_case_or_no_known_label_is_refused(
+    small_checkpoint: str, synthetic_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    csv = _external(synthetic_csv, tmp_path, {"cardiomegaly": "Cardiomegaly", "effusion": "effusion"})
+    args = ["--checkpoint", small_checkpoint, "--out", str(tmp_path / "out")]
+    lines = _error([*args, "--csv", str(csv)], capsys)
+    assert lines[1] == "  - missing label column 'cardiomegaly' (found 'Cardiomegaly'; names are case-sensitive)"
+    blank = _external(synthetic_csv, tmp_path / "b", {"effusion": "effusion", "mass": "mass"}, blank=True)
+    lines = _error([*args, "--csv", str(blank)], capsys)
+    assert lines == [
+        f"error: manifest {blank}: 1 problem(s)",
+        "  - split TEST: no image has a known label (every label cell is blank or -1 (uncertain, ignored as in "
+        "training)): nothing to evaluate; predict scores unlabeled images",
+    ]
+    (tmp_path / "link.csv").symlink_to(blank)
+    lines = _error([*args, "--csv", str(blank), str(tmp_path / "link.csv")], capsys)
+    again = f"again as {tmp_path / 'link.csv'}"
+    assert lines == [f"error: --csv gives the manifest {blank} twice ({again}): its images would count twice"]
+    assert not (tmp_path / "out").exists()

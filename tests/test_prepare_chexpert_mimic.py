@@ -135,6 +135,15 @@ def test_chexpert_bad_value_names_file_row_column(tmp_path: Path, value: str) ->
     assert info.value.problems == [f"row 3, column 'Edema': {value!r} is not 1, 0, -1 or blank"]
 
 
+def test_chexpert_duplicate_path_refused_naming_the_file_and_both_rows(tmp_path: Path) -> None:
+    rows = [_chexpert_row(1, 1, 1), _chexpert_row(2, 1, 1), _chexpert_row(1, 1, 1, shift=3)]
+    train = _write(tmp_path / "train.csv", CHEXPERT_HEADER, rows)
+    with pytest.raises(ManifestError) as info:
+        prepare_chexpert_manifest(train, tmp_path)
+    assert info.value.path == str(train)
+    assert info.value.problems == [f"row 4, column 'Path': {rows[0][0]!r} repeats row 2 (one image twice)"]
+
+
 def test_chexpert_missing_file_or_column(tmp_path: Path) -> None:
     with pytest.raises(ManifestError, match="not found"):
         prepare_chexpert_manifest(tmp_path / "nope.csv", tmp_path)
@@ -247,3 +256,13 @@ def test_script_error_exits_2_with_one_line(tmp_path: Path, capsys: pytest.Captu
     assert printed.startswith("error: ") and f"{train}" in printed
     assert "row 2, column 'Fracture': 'yes' is not 1, 0, -1 or blank" in printed
     assert not (tmp_path / "m.csv").exists()
+
+
+def test_mimic_duplicate_image_or_study_names_both_rows(tmp_path: Path) -> None:
+    files = _mimic_files(tmp_path)
+    lines = files["metadata_csv"].read_text().splitlines()
+    files["metadata_csv"].write_text("\n".join([*lines, lines[2]]) + "\n")  # d2 again, as row 7
+    with pytest.raises(ManifestError) as info:
+        prepare_mimic_cxr_manifest(**files, root=tmp_path)
+    assert info.value.path == str(files["metadata_csv"])
+    assert info.value.problems == ["row 7, column 'dicom_id': 'd2' repeats row 3 (one image twice)"]

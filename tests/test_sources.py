@@ -13,7 +13,7 @@ import pytest
 from medclf.cli import build_parser
 from medclf.config import TrainConfig, ValidateConfig, load_settings
 from medclf.data.sources import read_manifests
-from medclf.errors import ManifestError
+from medclf.errors import ConfigError, ManifestError
 
 from .conftest import STARTER, shared_path
 
@@ -119,3 +119,53 @@ def test_training_on_two_real_sets_masks_the_labels_one_lacks(tmp_path: Path, ca
     assert "has no column(s) edema, fibrosis, hernia: unknown (masked) for its 233 images" in log_text
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert saved["csv"] == [str(a), str(b)]
+
+
+def test_a_manifest_given_twice_however_spelled_is_refused(tmp_path: Path, monkeypatch, capsys) -> None:
+    a = _write(tmp_path, "a.csv", "image,split,effusion\nx.png,TRAIN,1\ny.png,VALIDATION,0\nz.png,TEST,1")
+    (tmp_path / "link.csv").symlink_to(a)
+    monkeypatch.chdir(tmp_path)
+    for twice in ([a, a], [a, "a.csv"], ["a.csv", "./a.csv"], [a, tmp_path / "link.csv"]):
+        with pytest.raises(ConfigError, match=r"--csv gives the manifest .*a\.csv twice.*would count twice"):
+            read_manifests(twice, ("effusion",))
+    assert len(read_manifests([a], ("effusion",)).frame) == 3  # once is fine
+    from medclf.train import main
+
+    assert main(["--csv", "a.csv", "--csv", "a.csv", "--labels", "effusion", "--out", "run", "--no-progress"]) == 2
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("error:")]
+    assert lines == [f"error: --csv gives the manifest {a} twice: its images would count twice"]
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_source_cell_equal_to_another_files_name_is_refused(tmp_path: Path) -> None:
+    a = _write(tmp_path, "a.csv", "image,split,effusion,source\nx.png,TRAIN,1,b\ny.png,VALIDATION,0,b")
+    b = _write(tmp_path, "b.csv", "image,split,effusion\nz.png,TRAIN,1")
+    with pytest.raises(ManifestError) as error:
+        read_manifests([a, b], ("effusion",))
+    assert error.value.path == str(a)
+    assert error.value.problems == [
+        f"column 'source': 'b' is also the name of the data set {b} (its file name); rename one, e.g. give that "
+        "CSV a source column"
+    ]
+    c = _write(tmp_path, "c.csv", "image,split,effusion,source\nw.png,TRAIN,1,b")  # both say so: one data set
+    assert read_manifests([a, c], ("effusion",)).frame["source"].tolist() == ["b", "b", "b"]
+
+
+def test_patient_ids_are_compared_within_each_source_unless_shared(tmp_path: Path, capsys) -> None:
+    from medclf.data.checks import check_patient_overlap
+    from medclf.train import main
+
+    header = "image,split,effusion,patient_id\n"
+    a = _write(tmp_path / "a", "a.csv", header + "x.png,TRAIN,1,1001\ny.png,VALIDATION,0,1002")
+    b = _write(tmp_path / "b", "b.csv", header + "x.png,TEST,1,1001\ny.png,TRAIN,0,7")
+    manifest = read_manifests([a, b], ("effusion",))
+    check_patient_overlap(manifest)  # hospital A's 1001 is not hospital B's
+    with pytest.raises(ManifestError, match=r"1001 in TEST, TRAIN \(rows a row 2, b row 2\)"):
+        check_patient_overlap(manifest, shared_ids=True)
+    leak = _write(tmp_path / "c", "c.csv", header + "x.png,TRAIN,1,7\ny.png,VALIDATION,0,7")
+    with pytest.raises(ManifestError, match=r"7 in TRAIN, VALIDATION \(rows c row 2, c row 3\)"):
+        check_patient_overlap(read_manifests([a, leak], ("effusion",)))  # still found within a source
+    args = ["--csv", str(a), "--csv", str(b), "--labels", "effusion", "--out", str(tmp_path / "run"), "--no-progress"]
+    assert main([*args, "--shared-patient-ids"]) == 2
+    assert "1 patient(s) of column 'patient_id' have images in more than one split" in capsys.readouterr().out
+    assert TrainConfig().shared_patient_ids is False

@@ -9,6 +9,7 @@ import pandas as pd
 from medclf.config import TrainConfig
 from medclf.data.loaders import cached_errors, scan_errors
 from medclf.data.manifest import SPLIT_COLUMN, SPLITS, Manifest
+from medclf.data.sources import SOURCE_COLUMN
 from medclf.errors import ConfigError, ImageError, ManifestError
 
 log = logging.getLogger(__name__)
@@ -93,11 +94,15 @@ def warn_skipped(skipped: list[dict], split: str, reported: set[str]) -> None:
         log.warning("%s: skipped %d unreadable image(s), e.g. %s: %s", split, len(new), new[0]["path"], new[0]["error"])
 
 
-def check_patient_overlap(manifest: Manifest, column: str = "patient_id", allow: bool = False) -> None:
+def check_patient_overlap(
+    manifest: Manifest, column: str = "patient_id", allow: bool = False, shared_ids: bool = False
+) -> None:
     """Refuse (or with ``allow`` warn about) patients whose images are in more than one split.
 
     Images of one patient in TRAIN and TEST let a model score on the patient rather than the finding
-    (leakage). Checked whenever the manifest has ``column``.
+    (leakage). Checked whenever the manifest has ``column``. Ids are compared within each data set (the
+    ``source`` column): patient 1001 of one hospital is not patient 1001 of another, unless
+    ``shared_ids`` says the data sets number their patients alike.
 
     Raises:
         ManifestError: listing a few patients, their splits and rows, unless ``allow``.
@@ -107,16 +112,19 @@ def check_patient_overlap(manifest: Manifest, column: str = "patient_id", allow:
         log.debug("no %r column: patients across splits not checked", column)
         return
     named = frame[frame[column].astype(str).str.strip() != ""]
-    splits = named.groupby(column)[SPLIT_COLUMN].agg(lambda s: sorted(set(s)))
+    mixed = SOURCE_COLUMN in frame.columns and frame[SOURCE_COLUMN].nunique() > 1  # several data sets
+    keys = [column] if shared_ids or not mixed else [SOURCE_COLUMN, column]
+    splits = named.groupby(keys)[SPLIT_COLUMN].agg(lambda s: sorted(set(s)))
     shared = splits[splits.map(len) > 1]
     if shared.empty:
         return
     examples = []
-    for patient, in_splits in list(shared.items())[:5]:
-        rows = named[named[column] == patient]
-        mixed = "source" in rows.columns and frame["source"].nunique() > 1  # rows of several CSVs
-        sources = rows["source"] if mixed else rows["csv_row"]
+    for key, in_splits in list(shared.items())[:5]:
+        key = key if isinstance(key, tuple) else (key,)
+        rows = named[(named[keys] == pd.Series(key, index=keys)).all(axis=1)]
+        sources = rows[SOURCE_COLUMN] if mixed else rows["csv_row"]
         where = [f"{s} row {r}" if mixed else str(r) for s, r in zip(sources, rows["csv_row"], strict=True)]
+        patient = key[-1]
         examples.append(f"{patient} in {', '.join(in_splits)} (rows {', '.join(where[:6])})")
     text = f"{len(shared)} patient(s) of column '{column}' have images in more than one split, e.g. " + "; ".join(
         examples

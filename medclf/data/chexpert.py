@@ -92,6 +92,7 @@ def _read(path: Path, base: str) -> pd.DataFrame:
     """One CheXpert label file as a frame with image, labels and extra columns (no split yet)."""
     raw = cxr.read_source_csv(path, _REQUIRED, "CheXpert label file")
     cxr.check_not_blank(path, raw, (_PATH,))
+    cxr.check_unique(path, raw, _PATH, "image")
     labels = cxr.label_columns(path, raw)
     patient = raw[_PATH].str.extract(_PATIENT, expand=False)
     missing = np.flatnonzero(patient.isna().to_numpy())

@@ -28,6 +28,7 @@ __all__ = [
     "assign_patient_splits",
     "check_fractions",
     "check_no_leakage",
+    "check_unique",
     "check_views",
     "label_columns",
     "read_source_csv",
@@ -81,6 +82,22 @@ def check_not_blank(path: Path, raw: pd.DataFrame, columns: Sequence[str]) -> No
             problems.append(f"row {row}, column {column!r}: blank")
     if problems:
         raise ManifestError(path, problems)
+
+
+def check_unique(path: Path, raw: pd.DataFrame, column: str, what: str = "value") -> None:
+    """:class:`ManifestError` naming every row (header = row 1) whose ``column`` repeats an earlier row's.
+
+    Refused at preparation, where the message can name the source file and both rows, rather than in the
+    prepared manifest at training time.
+    """
+    first: dict[str, int] = {}
+    problems = []
+    for row, value in enumerate(raw[column], start=2):
+        if value in first:
+            problems.append(f"row {row}, column {column!r}: {value!r} repeats row {first[value]} (one {what} twice)")
+        first.setdefault(value, row)
+    if problems:
+        raise ManifestError(path, problems[:MAX_PROBLEMS])
 
 
 def label_columns(path: Path, raw: pd.DataFrame) -> pd.DataFrame:

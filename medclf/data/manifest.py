@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from medclf.data.csv_cells import read_csv_cells
+from medclf.data.label_columns import case_hint, rename_columns
 from medclf.errors import ManifestError
 from medclf.reporting.files import restore_cell
 
@@ -112,10 +113,8 @@ class Manifest:
         required_splits = tuple(s.upper() for s in required_splits)
         raw, lines = read_csv_cells(path)
         if label_map:
-            raw = raw.rename(columns=dict(label_map))
-        absent = tuple(name for name in labels if name not in raw.columns) if allow_absent_labels else ()
-        if absent and len(absent) == len(labels):
-            raise ManifestError(path, [f"none of the label columns is present: {', '.join(labels)}"])
+            raw = rename_columns(path, raw, label_map)
+        absent = _absent_labels(path, raw, labels) if allow_absent_labels else ()
         for name in absent:
             raw[name] = ""  # unknown everywhere
         problems: list[str] = []
@@ -226,6 +225,17 @@ def _label_values(column: pd.Series) -> pd.Series:
     return text.map(lambda v: 1.0 if v in _TRUE else 0.0 if v in _FALSE else -1.0 if v in _UNCERTAIN else np.nan)
 
 
+def _absent_labels(path: Path, raw: pd.DataFrame, labels: tuple[str, ...]) -> tuple[str, ...]:
+    """Labels without a column; a column that differs only in case is a misspelling, refused with its hint."""
+    absent = tuple(name for name in labels if name not in raw.columns)
+    misspelt = [f"missing label column '{n}'{case_hint(n, raw.columns)}" for n in absent if case_hint(n, raw.columns)]
+    if misspelt:
+        raise ManifestError(path, misspelt)
+    if absent and len(absent) == len(labels):
+        raise ManifestError(path, [f"none of the label columns is present: {', '.join(labels)}"])
+    return absent
+
+
 def _check_label_names(labels: tuple[str, ...], require_labels: bool) -> list[str]:
     problems = []
     if require_labels and not labels:
@@ -248,13 +258,9 @@ def _check_header(
     if required_splits and SPLIT_COLUMN not in columns:
         problems.append(f"missing column '{SPLIT_COLUMN}' (values TRAIN, VALIDATION or TEST)")
     if require_labels:
-        lowered = {str(c).lower(): c for c in columns}
         for name in labels:
             if name not in columns:
-                hint = (
-                    f" (found {lowered[name.lower()]!r}; names are case-sensitive)" if name.lower() in lowered else ""
-                )
-                problems.append(f"missing label column '{name}'{hint}")
+                problems.append(f"missing label column '{name}'{case_hint(name, columns)}")
     if not problems and raw.empty:
         problems.append("the CSV has a header but no rows")
     return problems

@@ -22,6 +22,7 @@ from medclf.data.cxr_labels import (
     CXR_OBSERVATIONS,
     MAX_PROBLEMS,
     check_not_blank,
+    check_unique,
     check_views,
     finish_frame,
     label_columns,
@@ -109,7 +110,7 @@ def _read_labels(path: Path) -> pd.DataFrame:
     """``study_id`` and the 14 label columns (text), one row per study."""
     raw = read_source_csv(path, (*_IDS, *CXR_OBSERVATIONS), "MIMIC-CXR label file")
     _check_ids(path, raw, _IDS)
-    _check_unique(path, raw, "study_id")
+    check_unique(path, raw, "study_id", "study")
     return pd.concat([raw[["study_id"]], label_columns(path, raw)], axis=1)
 
 
@@ -118,7 +119,7 @@ def _read_metadata(path: Path) -> pd.DataFrame:
     raw = read_source_csv(path, ("dicom_id", *_IDS, "ViewPosition"), "MIMIC-CXR metadata file")
     check_not_blank(path, raw, ("dicom_id",))
     _check_ids(path, raw, _IDS)
-    _check_unique(path, raw, "dicom_id")
+    check_unique(path, raw, "dicom_id", "image")
     return pd.DataFrame(
         {
             "dicom_id": raw["dicom_id"],
@@ -133,7 +134,7 @@ def _read_splits(path: Path) -> pd.DataFrame:
     """``dicom_id`` and its manifest split (TRAIN/VALIDATION/TEST)."""
     raw = read_source_csv(path, ("dicom_id", "split"), "MIMIC-CXR split file")
     check_not_blank(path, raw, ("dicom_id",))
-    _check_unique(path, raw, "dicom_id")
+    check_unique(path, raw, "dicom_id", "image")
     split = raw["split"].str.lower().map(_SPLITS)
     bad = np.flatnonzero(split.isna().to_numpy())
     if len(bad):
@@ -155,14 +156,6 @@ def _check_ids(path: Path, raw: pd.DataFrame, columns: Sequence[str]) -> None:
         problems += [f"row {i + 2}, column {column!r}: {raw[column].iat[i]!r} is not an id" for i in bad[:MAX_PROBLEMS]]
     if problems:
         raise ManifestError(path, problems)
-
-
-def _check_unique(path: Path, raw: pd.DataFrame, column: str) -> None:
-    repeated = np.flatnonzero(raw[column].duplicated().to_numpy())
-    if len(repeated):
-        raise ManifestError(
-            path, [f"row {i + 2}, column {column!r}: {raw[column].iat[i]} repeats" for i in repeated[:MAX_PROBLEMS]]
-        )
 
 
 def _drop_warn(dropped: pd.Series, why: str, source: str | os.PathLike) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from medclf.data.label_columns import check_label_map
 from medclf.data.manifest import IMAGE_COLUMN, NIH_LABELS, SPLIT_COLUMN, Manifest
 from medclf.errors import ConfigError, ManifestError
 
@@ -49,6 +50,9 @@ def read_manifests(
     paths = [Path(paths)] if isinstance(paths, str | os.PathLike) else [Path(p) for p in paths]
     if not paths:
         raise ConfigError("no manifest CSV given")
+    _check_distinct_files(paths)
+    if label_map:
+        check_label_map(paths, label_map, labels)
     kwargs = {"require_labels": require_labels, "check_files": check_files, "label_map": label_map}
     names = source_names(paths)
     if len(paths) == 1:
@@ -63,6 +67,7 @@ def read_manifests(
         if require_labels and part.absent_labels and not set(part.absent_labels) <= set(absent):
             log.info("%s has no column(s) %s: unknown (masked) for its %d images",
                      part.path, ", ".join(part.absent_labels), len(part.frame))  # fmt: skip
+    _check_source_names(paths, parts, names)
     frame = pd.concat([_tag_source(m.frame, n) for m, n in zip(parts, names, strict=True)], ignore_index=True)
     frame = frame.fillna({c: "" for c in frame.columns if c not in labels})
     problems += _duplicates_across(parts)
@@ -82,6 +87,49 @@ def source_names(paths: Sequence[Path]) -> list[str]:
         if len(set(names)) == len(names) or depth > 8:
             return names
         depth += 1
+
+
+def _check_distinct_files(paths: Sequence[Path]) -> None:
+    """Refuse a manifest given twice, however spelled (``a.csv``, ``./a.csv``, its absolute path, a link to it).
+
+    Its images would count twice: in the metrics of validate, and as weight in training.
+    """
+    seen: dict[object, Path] = {}
+    for path in paths:
+        try:
+            info = os.stat(path)
+            key: object = (info.st_dev, info.st_ino)
+        except OSError:  # a missing file: reading it names it
+            key = os.path.realpath(path)
+        if key in seen:
+            again = "" if str(seen[key]) == str(path) else f" (again as {path})"
+            raise ConfigError(f"--csv gives the manifest {seen[key]} twice{again}: its images would count twice")
+        seen[key] = path
+
+
+def _check_source_names(paths: Sequence[Path], parts: Sequence[Manifest], names: Sequence[str]) -> None:
+    """Refuse a ``source`` cell of one CSV equal to the name another CSV's rows get from its file name.
+
+    Two data sets would merge under one name without notice (in the per-source counts, subgroups and the
+    per-source patient check).
+    """
+    for path, part in zip(paths, parts, strict=True):
+        if SOURCE_COLUMN not in part.frame.columns:
+            continue
+        given = set(part.frame[SOURCE_COLUMN].astype(str).str.strip()) - {""}
+        for other, other_part, name in zip(paths, parts, names, strict=True):
+            named = (
+                SOURCE_COLUMN not in other_part.frame.columns
+                or (other_part.frame[SOURCE_COLUMN].astype(str).str.strip() == "").any()
+            )
+            if other != path and named and name in given:
+                raise ManifestError(
+                    path,
+                    [
+                        f"column '{SOURCE_COLUMN}': {name!r} is also the name of the data set {other} (its file "
+                        "name); rename one, e.g. give that CSV a source column"
+                    ],
+                )
 
 
 def _tag_source(frame: pd.DataFrame, name: str) -> pd.DataFrame:

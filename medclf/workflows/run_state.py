@@ -145,7 +145,9 @@ def _build(config: TrainConfig, world: World, device: torch.device, run_dir: Pat
     """Data (manifest -> this rank's cached samples -> loaders), then the model, loss and optimiser."""
     show_progress = config.progress and world.main
     manifest = read_manifests(config.csv, config.labels, required_splits=("TRAIN", "VALIDATION"))
-    check_patient_overlap(manifest, config.patient_column, config.allow_patient_overlap)
+    check_patient_overlap(
+        manifest, config.patient_column, config.allow_patient_overlap, shared_ids=config.shared_patient_ids
+    )
     log_label_counts(manifest, config.uncertain)
     if world.main:
         save_label_counts(run_dir, manifest.positives())

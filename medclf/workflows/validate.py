@@ -22,7 +22,7 @@ from medclf.data.manifest import Manifest
 from medclf.data.sources import read_manifests
 from medclf.data.transforms import load_image
 from medclf.engine.loops import Inference
-from medclf.errors import ConfigError
+from medclf.errors import ConfigError, ManifestError
 from medclf.metrics.curves import confident_errors_by_kind, confusion_from_calls, decisions
 from medclf.metrics.summary import evaluation_report, micro_average
 from medclf.model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
@@ -84,8 +84,8 @@ def evaluate(config: ValidateConfig | None = None, **overrides: Any) -> Evaluati
     checkpoint = load_checkpoint(config.checkpoint, map_location="cpu")
     labels = list(checkpoint.labels)
     out = output_dir(config.out, checkpoint, f"{Path(checkpoint.path).stem}_{config.split.lower()}")
-    make_folder(out, "the output folder")  # before the work: a bad --out fails at once
-    manifest = _read_manifest(config, labels)
+    manifest = _read_manifest(config, labels, checkpoint.config.get("uncertain", "ignore"))
+    make_folder(out, "the output folder")  # before the work (but after the inputs): a bad --out fails at once
     specs = subgroup_specs(config, manifest)
     temperatures, temperature_source = temperatures_for(config, checkpoint, manifest)
     thresholds, shown_thresholds, threshold_source = resolve_thresholds(config, checkpoint, temperatures)
@@ -128,8 +128,12 @@ def evaluate(config: ValidateConfig | None = None, **overrides: Any) -> Evaluati
     )
 
 
-def _read_manifest(config: ValidateConfig, labels: list[str]) -> Manifest:
-    """The CSV(s) with the checkpoint's labels; absent label columns are allowed and named."""
+def _read_manifest(config: ValidateConfig, labels: list[str], uncertain: str) -> Manifest:
+    """The CSV(s) with the checkpoint's labels; absent label columns are allowed and named.
+
+    Raises:
+        ManifestError: also when no image of the split has a known label: every number would be n/a.
+    """
     manifest = read_manifests(
         config.csv, labels, required_splits=(config.split,), label_map=parse_label_map(config.label_map),
         allow_absent_labels=True,
@@ -137,6 +141,10 @@ def _read_manifest(config: ValidateConfig, labels: list[str]) -> Manifest:
     if manifest.absent_labels:
         absent = ", ".join(manifest.absent_labels)
         log.warning("%s lacks label column(s) %s: not evaluated", ", ".join(config.csv), absent)
+    if not np.isfinite(manifest.targets(config.split, uncertain)).any():
+        uncertain_too = " or -1 (uncertain, ignored as in training)" if uncertain == "ignore" else ""
+        why = f"no image has a known label (every label cell is blank{uncertain_too}): nothing to evaluate"
+        raise ManifestError(", ".join(config.csv), [f"split {config.split}: {why}; predict scores unlabeled images"])
     return manifest
 
 
