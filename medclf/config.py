@@ -190,9 +190,7 @@ class ExplainConfig:
     out: str = _opt("", "output folder (default: next to the checkpoint, explain_<image name>)")
     config: str = _opt("", "YAML or JSON file whose keys set defaults for these flags")
     device: str = _opt("auto", "where to run", DEVICES)
-    calibration: bool = _opt(
-        True, "show probabilities with the checkpoint's temperature scaling, as validate and predict do (off: raw)"
-    )
+    calibration: bool = _opt(True, "probabilities with the checkpoint's temperature scaling, as predict shows them")
 
     def __post_init__(self) -> None:
         _check_common(self)

@@ -459,7 +459,15 @@ def test_a_file_not_written_by_validate_is_refused(tmp_path: Path, capsys) -> No
         assert f"{tmp_path / name} {expected}" in str(raised.value), name
     # predict's file (no truth) keeps its own advice
     predicted = tmp_path / "predict.csv"
-    write_predictions(predicted, ["a.png", "b.png"], [1, 2], ["x"], torch.tensor([[0.2], [0.7]]), None, decisions(np.array([[0.2], [0.7]]), [0.5]))
+    write_predictions(
+        predicted,
+        ["a.png", "b.png"],
+        [1, 2],
+        ["x"],
+        torch.tensor([[0.2], [0.7]]),
+        None,
+        decisions(np.array([[0.2], [0.7]]), [0.5]),
+    )
     with pytest.raises(ComparisonError, match=r"predictions without truth \(from medclf.predict\?\)"):
         read_predictions(predicted)
     assert main([str(good), str(predicted)]) == 2
