@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from medclf import __version__
 from medclf.config import HELP_GROUPS, field_types, make_settings, read_settings_file
+from medclf.engine.signals import Interrupted, raise_on_signals
 from medclf.errors import MedclfError, describe_os_error
 
 T = TypeVar("T")
@@ -147,9 +148,11 @@ def setup_logging(level: int = logging.INFO) -> None:
 
 def run_command(body: Callable[[], int]) -> int:
     """Run a command body; a :class:`MedclfError` becomes one message and its ``exit_code`` (2 for bad input,
-    1 for the environment, e.g. a full disk), as does an OSError that no check turned into one."""
+    1 for the environment, e.g. a full disk), as does an OSError that no check turned into one. SIGINT and
+    SIGTERM become one message too, after the half-written files are removed (status 130 / 143)."""
     try:
-        return body()
+        with raise_on_signals():
+            return body()
     except MedclfError as e:
         log.error("error: %s", e)
         return e.exit_code
@@ -158,6 +161,9 @@ def run_command(body: Callable[[], int]) -> int:
         log.error("error: %s", _os_error_message(e))
         # A file where a folder is expected is a bad argument; anything else the environment's doing.
         return 2 if isinstance(e, FileExistsError | NotADirectoryError) else 1
+    except Interrupted as e:
+        log.error("error: %s", e)
+        return e.exit_code
     except KeyboardInterrupt:
         log.error("interrupted")
         return 130

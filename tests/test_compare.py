@@ -262,7 +262,8 @@ def test_command_with_files_flags_and_no_figures(two_runs, tmp_path: Path) -> No
     out = tmp_path / "cmp"
     argv = ["--a", str(run_b / "predictions.csv"), "--b", str(run_a / "predictions.csv"), "--out", str(out)]
     assert main([*argv, "--bootstrap", "50", "--no-figures", "--name-a", "two", "--name-b", "one"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["comparison.csv", "comparison.json"]
+    # .medclf-results.json names the files of the set, so that the next comparison replaces them whole
+    assert sorted(p.name for p in out.iterdir()) == [".medclf-results.json", "comparison.csv", "comparison.json"]
     summary = json.loads((out / "comparison.json").read_text())
     assert summary["per_label"][0]["difference"] < 0 and summary["a"]["name"] == "two"  # A and B swapped
 

@@ -186,8 +186,46 @@ def test_full_disk_during_training_exits_1_and_keeps_saved_files(
         assert (run / name).read_bytes() == before[name], name
     if failing == ("metrics.csv",):  # checkpoints come first: last.pt has epoch 2, metrics.csv still one row
         assert load_checkpoint(run)["epoch"] == 2
-    assert not list(run.glob(".*.tmp"))
+    assert not list(run.glob(".*.medclf-tmp-*"))
     acquire_run_lock(run).release()  # the failed run let go of its folder
+
+
+def test_full_disk_in_the_first_epoch_says_how_to_go_on_and_resume_continues_from_best_pt(
+    synthetic_csv: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    run = tmp_path / "run"
+    with monkeypatch.context() as patched:
+        fail_fsync_of(patched, "last.pt")  # best.pt is saved first and kept; last.pt is not
+        assert train_main(train_args(synthetic_csv, run)) == 1
+    line = error_line(capsys)
+    assert "No space left on device (ENOSPC); no last.pt was written" in line
+    assert f"Free some space, then continue with: python -m medclf.train --resume {run}" in line
+    assert (run / "best.pt").is_file() and not (run / "last.pt").exists()
+    assert train_main(train_args(synthetic_csv, run)) == 2  # the run is there: a new start is refused ...
+    assert f"resume it with --resume {run}" in error_line(capsys)
+    assert train_main(["--resume", str(run), "--epochs", "2", "--no-progress"]) == 0  # ... and resuming works
+    printed = capsys.readouterr().out
+    assert f"{run} holds no readable last.pt: continuing from best.pt (epoch 1); the epochs after epoch 1" in printed
+    assert load_checkpoint(run).epoch == 2 and load_checkpoint(run).path == str(run / "last.pt")
+
+
+def test_resume_of_a_folder_with_an_unreadable_last_pt_takes_best_pt(finished: Path, tmp_path: Path) -> None:
+    run = copy_run(finished, tmp_path / "run")
+    (run / "last.pt").write_bytes((run / "last.pt").read_bytes()[:5000])
+    assert Path(load_checkpoint(run).path) == run / "best.pt"
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):  # a file named as such is not replaced
+        load_checkpoint(run / "last.pt")
+    (run / "best.pt").unlink()
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        load_checkpoint(run)
+
+
+def test_full_disk_before_any_checkpoint_says_to_start_again(
+    synthetic_csv: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    fail_fsync_of(monkeypatch, "best.pt", "last.pt")
+    assert train_main(train_args(synthetic_csv, tmp_path / "run")) == 1
+    assert "Free some space, then run the same command again" in error_line(capsys)
 
 
 # --- 2. a run folder is locked ------------------------------------------------------------------------
@@ -329,6 +367,26 @@ def test_any_pickle_format_is_refused_not_executed(kind: str, tmp_path: Path, mo
         load_checkpoint(path)
     assert str(path) in str(info.value) and "\n" not in str(info.value)
     assert not (tmp_path / "pwned.txt").exists()
+
+
+@pytest.fixture(scope="module")
+def densenet_bytes() -> bytes:
+    """A real densenet121 checkpoint (28 MB), as saved by medclf."""
+    from medclf.model.networks import build_model
+
+    buffer = io.BytesIO()
+    torch.save({**CHECKPOINT_LIKE, "model": build_model("densenet121", 3).state_dict()}, buffer)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("size", [8 * 1024, 16 * 1024, 32 * 1024, 64 * 1024])
+def test_densenet_checkpoint_cut_to_kilobytes_is_truncated_not_einval(
+    size: int, densenet_bytes: bytes, tmp_path: Path
+) -> None:
+    path = tmp_path / "best.pt"
+    path.write_bytes(densenet_bytes[:size])
+    with pytest.raises(CheckpointError, match=f"cannot read checkpoint {path}: the file is truncated or corrupt"):
+        load_checkpoint(path)
 
 
 @pytest.mark.parametrize("cut", [0.2, 0.5, 0.9])

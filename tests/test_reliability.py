@@ -82,7 +82,7 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(
     assert process.returncode == -signal.SIGKILL
     state = load_checkpoint(out / "last.pt")
     assert state["epoch"] == 1 and state["partial"] is None  # killed inside epoch 2: epoch 1 is what is saved
-    assert not list(out.glob(".*.tmp"))  # no torn temporary files left behind... or they are ignored
+    assert not list(out.glob(".*.medclf-tmp-*"))  # no torn temporary files left behind... or they are ignored
     resumed = start_training(synthetic_csv, out, "--resume", str(out), "--no-progress")
     output, _ = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, output.decode()
@@ -270,3 +270,143 @@ def test_very_different_sizes_and_bit_depths_train_together(tmp_path: Path) -> N
     result = train(tiny(csv, tmp_path / "run", labels=["a"], batch_size=8))
     assert result.epochs_completed == 2
     assert all(np.isfinite(r["train_loss"]) for r in result.history)
+
+
+# --- result sets written whole; signals; temporaries of dead writers ---------------------------------
+
+
+def sigterm_at_fsync_of(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """SIGTERM to this process while the temporary file of ``name`` is being saved (found through /proc)."""
+    if not Path("/proc/self/fd").is_dir():
+        pytest.skip("needs /proc to tell files apart")
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        if os.path.basename(os.readlink(f"/proc/self/fd/{fd}")).startswith(f".{name}."):
+            os.kill(os.getpid(), signal.SIGTERM)
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+
+
+def one_error_line(capsys: pytest.CaptureFixture) -> str:
+    text = "".join(capsys.readouterr())
+    lines = [line for line in text.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in text, text
+    return lines[0]
+
+
+def contents(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def two_checkpoints(synthetic_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("two") / "run"
+    train(tiny(synthetic_csv, out, epochs=2, figure_every=0))
+    return out
+
+
+def test_interrupted_validate_keeps_the_previous_results_whole(
+    two_checkpoints: Path, synthetic_csv: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    from medclf.validate import main as validate_main
+
+    out = tmp_path / "results"
+    common = ["--csv", str(synthetic_csv), "--bootstrap", "0", "--no-progress", "--device", "cpu", "--out", str(out)]
+    assert validate_main(["--checkpoint", str(two_checkpoints / "best.pt"), *common]) == 0
+    before = contents(out)
+    assert "report.html" in before
+    with monkeypatch.context() as patched:
+        sigterm_at_fsync_of(patched, "report.html")  # the last file of the new set
+        assert validate_main(["--checkpoint", str(two_checkpoints / "last.pt"), *common]) == 143
+    line = one_error_line(capsys)
+    assert f"stopped by SIGTERM; no new results were written; the previous results in {out} are kept untouched" in line
+    assert contents(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results"]  # no staging folder left
+
+    (out / "notes.txt").write_text("mine")  # not part of a result set: kept
+    assert validate_main(["--checkpoint", str(two_checkpoints / "last.pt"), "--no-figures", *common]) == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert "report.html" not in names and "roc_curves.png" not in names  # the old set is gone as a whole
+    assert {"metrics.json", "predictions.csv", "notes.txt"} <= set(names)
+    assert json.loads((out / "metrics.json").read_text())["checkpoint"] == str(two_checkpoints / "last.pt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results"]
+
+
+def test_failed_validate_removes_only_the_folders_it_created(
+    two_checkpoints: Path, synthetic_csv: Path, tmp_path: Path, capsys
+) -> None:
+    from medclf.validate import main as validate_main
+
+    common = ["--checkpoint", str(two_checkpoints / "best.pt"), "--csv", str(synthetic_csv), "--no-progress",
+              "--thresholds", str(tmp_path / "missing.json")]  # fmt: skip
+    assert validate_main([*common, "--out", str(tmp_path / "new" / "v")]) == 2
+    assert "cannot read thresholds file" in one_error_line(capsys)
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    assert validate_main([*common, "--out", str(existing / "v")]) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["existing"] and not any(existing.iterdir())
+
+
+def test_sigterm_during_prepare_says_so_and_leaves_no_temporary(tmp_path: Path, monkeypatch, capsys) -> None:
+    from medclf.prepare_chexpert import main as prepare_main
+
+    from .test_prepare_chexpert_mimic import _chexpert_train
+
+    train_csv, out = _chexpert_train(tmp_path), tmp_path / "out" / "chexpert.csv"
+    sigterm_at_fsync_of(monkeypatch, "chexpert.csv")
+    assert prepare_main(["--csv", str(train_csv), "--root", str(tmp_path), "--out", str(out)]) == 143
+    line = one_error_line(capsys)
+    assert line.startswith("error: stopped by SIGTERM; files being written were removed")
+    assert not out.parent.exists() or not any(out.parent.iterdir())
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the command's handlers are gone afterwards
+
+
+def test_temporaries_of_dead_writers_are_swept_by_the_next_write(tmp_path: Path) -> None:
+    from medclf.reporting import files
+
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    dead, alive, host = ended.pid, os.getppid(), files._HOST
+    other_host = f"{(int(host, 16) + 1) % 0x10000:04x}"
+    names = {
+        f".manifest.csv.medclf-tmp-{dead}-{host}-0a1b2c3d4e5f": False,  # a SIGKILLed writer's file
+        f".results.medclf-tmp-{dead}-{host}": False,  # a SIGKILLed validate's staging folder
+        f".results.medclf-old-{dead}-{host}": False,
+        f".manifest.csv.medclf-tmp-{alive}-{host}-0a1b2c3d4e5f": True,  # a live writer's
+        f".manifest.csv.medclf-tmp-{dead}-{other_host}-0a1b2c3d4e5f": True,  # another machine's: unknown
+        ".notes.medclf-tmp-x": True,  # not medclf's naming
+    }
+    for name in names:
+        if "results" in name:
+            (tmp_path / name).mkdir()
+            (tmp_path / name / "metrics.json").write_text("{}")
+        else:
+            (tmp_path / name).write_text("partial")
+    files.write_text(tmp_path / "manifest.csv", "image\n")
+    left = {p.name for p in tmp_path.iterdir()}
+    assert left == {"manifest.csv", *(name for name, kept in names.items() if kept)}
+
+
+def test_a_signal_during_the_swap_waits_until_the_swap_is_done() -> None:
+    from medclf.engine.signals import Interrupted, raise_on_signals, signals_deferred
+
+    steps = []
+    with pytest.raises(Interrupted) as info, raise_on_signals():
+        with signals_deferred():
+            os.kill(os.getpid(), signal.SIGTERM)
+            steps.append("swapped")  # still runs: the signal is held back
+        steps.append("after")
+    assert steps == ["swapped"] and info.value.exit_code == 143
+
+
+def test_result_set_in_the_current_folder_keeps_the_folder(tmp_path: Path, monkeypatch) -> None:
+    from medclf.reporting.files import write_text
+    from medclf.reporting.result_folder import new_result_set
+
+    monkeypatch.chdir(tmp_path)
+    for text in ("old", "new"):
+        with new_result_set(".") as staging:
+            write_text(staging / f"{text}.txt", text)
+    assert Path.cwd() == tmp_path and sorted(p.name for p in tmp_path.iterdir()) == [".medclf-results.json", "new.txt"]

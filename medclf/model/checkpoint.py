@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import logging
 import math
-import pickle
-import pickletools
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -20,8 +17,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from medclf.errors import CheckpointError, describe_os_error
+from medclf.errors import CheckpointError
 from medclf.model.networks import build_model
+from medclf.model.safe_load import load_weights_only
 from medclf.reporting.files import atomic_write
 from medclf.reporting.run_lock import LOCK_NAME
 from medclf.reporting.run_log import RUN_MARKERS
@@ -32,10 +30,6 @@ FORMAT = "medclf-checkpoint"
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("model", "model_name", "labels", "image_size")
 _OPTIONAL = frozenset({"thresholds", "partial", "optimizer", "scheduler", "scaler"})
-_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default format since PyTorch 1.6
-_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # first pickle of an old-style torch.save file (MAGIC_NUMBER)
-_OBJECT_OPCODES = frozenset({"GLOBAL", "STACK_GLOBAL", "INST", "EXT1", "EXT2", "EXT4"})
-_STRING_OPCODES = frozenset({"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "STRING", "BINSTRING"})
 # What a run writes before its first checkpoint: a folder with these and no RUN_MARKERS is a run killed early.
 _EARLY_FILES = ("config.json", "label_counts.csv", LOCK_NAME)
 
@@ -156,10 +150,10 @@ def save_checkpoint(path: str | Path, checkpoint: Checkpoint | dict[str, Any]) -
 
 
 def resolve_checkpoint_path(path: str | Path) -> Path:
-    """A checkpoint file from a file path or a run folder (whose ``last.pt`` is taken)."""
+    """A checkpoint file from a file path or a run folder (its ``last.pt``, else its ``best.pt``)."""
     path = Path(path)
-    if path.is_dir():
-        path = path / "last.pt"
+    if path.is_dir():  # a full disk can keep best.pt and fail on last.pt in the first epoch
+        path = path / ("best.pt" if not (path / "last.pt").is_file() and (path / "best.pt").is_file() else "last.pt")
     if not path.is_file():
         run = path.parent
         if not any((run / m).exists() for m in RUN_MARKERS) and any((run / f).exists() for f in _EARLY_FILES):
@@ -175,126 +169,26 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     """Load a medclf checkpoint safely.
 
     Args:
-        path: A checkpoint file, or a run folder (its ``last.pt``).
+        path: A checkpoint file, or a run folder (its ``last.pt``; its ``best.pt`` when ``last.pt`` is
+            missing or unreadable).
         map_location: Where tensors are loaded.
 
     Raises:
         CheckpointError: when the file is missing, truncated, not a medclf checkpoint, or holds pickled
             Python objects (which are refused, never executed).
     """
-    path = resolve_checkpoint_path(path)
-    state = load_weights_only(path, map_location)
+    folder, path = Path(path).is_dir(), resolve_checkpoint_path(path)
+    try:
+        state = load_weights_only(path, map_location)
+    except CheckpointError:
+        if not folder or path.name != "last.pt" or not (path.parent / "best.pt").is_file():
+            raise
+        path = path.parent / "best.pt"
+        state = load_weights_only(path, map_location)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         keys = ", ".join(map(str, list(state)[:8])) if isinstance(state, dict) else type(state).__name__
         raise CheckpointError(f"{path} is not a medclf checkpoint (found: {keys})")
     return Checkpoint.from_dict(state, path)
-
-
-def load_weights_only(path: str | Path, map_location: str | torch.device = "cpu", what: str = "checkpoint") -> Any:
-    """``torch.load(path, weights_only=True)`` with every failure turned into a CheckpointError.
-
-    A file holding pickled Python objects is refused (never executed); a truncated or foreign file is
-    reported as such. ``what`` names the file in messages ("checkpoint", "pretrained weights").
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{what} not found: {path}")
-    try:
-        _check_pickle_file(path, what)
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except CheckpointError:
-        raise
-    except pickle.UnpicklingError as e:
-        detail = _unpickling_detail(str(e))
-        if "GLOBAL" in str(e):
-            raise _refused(what, path, detail) from None
-        raise _corrupt(what, path, detail) from None
-    except OSError as e:
-        raise CheckpointError(f"cannot read {what} {path}: {describe_os_error(e)}") from None
-    except Exception as e:  # torch raises RuntimeError, EOFError, KeyError, ... on a cut or foreign file
-        detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise _corrupt(what, path, detail) from None
-
-
-def _refused(what: str, path: Path, detail: str) -> CheckpointError:
-    return CheckpointError(
-        f"refused to load {what} {path}: it contains pickled Python objects, which could run code "
-        f"({detail}). Only state_dicts and plain values are accepted; the file was not executed."
-    )
-
-
-def _corrupt(what: str, path: Path, detail: str) -> CheckpointError:
-    return CheckpointError(f"cannot read {what} {path}: the file is truncated or corrupt ({detail})")
-
-
-def _check_pickle_file(path: Path, what: str) -> None:
-    """Refuse a file in pickle format that is not a complete old-style ``torch.save`` file.
-
-    torch's zip format is left to ``torch.load``. An old-style torch file (its first pickle is torch's magic
-    number) must hold its next three pickles whole; ``torch.load`` then refuses any object in them. Any other
-    pickle (``pickle.dump``, any protocol) is refused without being loaded. Pickle opcodes are only read.
-    """
-    with open(path, "rb") as f:
-        if f.read(4) == _ZIP_MAGIC:
-            return
-        f.seek(0)
-        value, names, protocol, error = _scan_pickle(f)
-        if error is None and value == _LEGACY_MAGIC:
-            for _ in range(3):  # protocol version, system information, the saved object
-                error = _scan_pickle(f)[3]
-                if error is not None:
-                    raise _corrupt(what, path, f"old-style torch file cut short: {error}")
-            return
-    # A cut pickle that names real globals is refused as such; text read as opcodes names no identifiers.
-    if names and (error is None or all(_dotted(n.removeprefix("GLOBAL ")) for n in names)):
-        raise _refused(what, path, f"a pickle file holding {', '.join(names[:3])}")
-    if error is not None:
-        raise _corrupt(what, path, error)
-    raise _refused(what, path, f"a plain pickle file of protocol {protocol}, not a torch checkpoint")
-
-
-def _scan_pickle(f: Any) -> tuple[Any, list[str], int, str | None]:
-    """Read one pickle's opcodes from ``f`` without running them.
-
-    Returns:
-        The value when the pickle is a single number, the globals it names, its protocol, and an error
-        text when it is cut short or not a pickle (else None).
-    """
-    names: list[str] = []
-    strings: list[str] = []
-    first, count, protocol = None, 0, 0
-    try:
-        for opcode, arg, _ in pickletools.genops(f):
-            if opcode.name == "PROTO":
-                protocol = int(arg)
-            elif opcode.name in _STRING_OPCODES:
-                strings.append(str(arg))
-            elif opcode.name == "STACK_GLOBAL":
-                names.append(f"GLOBAL {'.'.join(strings[-2:]) or '?'}")  # a memo fetch may hide the names
-            elif opcode.name in _OBJECT_OPCODES:
-                parts = str(arg).split(" ")  # GLOBAL and INST: "module name"; EXT*: a number
-                names.append(f"GLOBAL {'.'.join(parts) if len(parts) == 2 else '?'}")
-            if opcode.name not in ("PROTO", "FRAME", "STOP"):
-                first, count = (arg if count == 0 else first), count + 1
-    except (ValueError, EOFError, OverflowError, MemoryError) as e:  # genops raises ValueError on a cut file
-        return None, names, protocol, str(e).strip() or type(e).__name__
-    return (first if count == 1 else None), names, protocol, None
-
-
-def _dotted(name: str) -> bool:
-    return all(part.isidentifier() for part in name.split("."))
-
-
-def _unpickling_detail(message: str) -> str:
-    """The informative line of torch's long weights-only error (the blocked global or opcode)."""
-    blocked = re.search(r"GLOBAL (\S+) was not an allowed global", message)
-    if blocked:
-        return f"GLOBAL {blocked.group(1)} is not allowed"
-    lines = [line.strip() for line in message.splitlines() if line.strip()]
-    for line in lines:
-        if "GLOBAL" in line or "Unsupported" in line:
-            return line.rstrip(".")
-    return lines[-1] if lines else "unpickling error"
 
 
 def check_compatible(

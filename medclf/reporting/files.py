@@ -15,7 +15,10 @@ import math
 import os
 import re
 import secrets
+import shutil
+import socket
 import sys
+import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -24,6 +27,9 @@ import numpy as np
 
 from medclf.errors import ConfigError, StorageError, describe_os_error
 
+# A temporary of temporary_name(): its writer's PID, a tag of its host, an optional random tag.
+_TEMPORARY = re.compile(r"\..+\.medclf-(?:tmp|old)-(\d+)-([0-9a-f]{4})(?:-[0-9a-f]+)?")
+_HOST = f"{zlib.crc32(socket.gethostname().encode()) & 0xFFFF:04x}"
 # OWASP "CSV injection": a spreadsheet runs a cell starting with one of these as a formula.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 # A plain decimal number ("-1", "+0.5", "-2e-3") is shown as a number, never run: left as it is.
@@ -35,7 +41,9 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", **open_kwargs: Any) -
     """Open a temporary file beside ``path``; on success fsync it and rename it over ``path``.
 
     On any exception the temporary file is removed and ``path`` is untouched. The temporary file is
-    created with mode 0o666 so that the process umask applies, as for a plain ``open()``.
+    created with mode 0o666 so that the process umask applies, as for a plain ``open()``; its name
+    (:func:`temporary_name`) carries this process's PID, so the next write into the folder removes it
+    if this process is killed first (:func:`remove_stale_temporaries`).
 
     Raises:
         StorageError: the folder or the file cannot be created or written (e.g. the disk is full); the
@@ -44,7 +52,8 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", **open_kwargs: Any) -
     """
     path = Path(path)
     make_folder(path.parent, what=f"the folder of {path.name}")
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+    remove_stale_temporaries(path.parent)
+    tmp = path.parent / temporary_name(path.name, secrets.token_hex(6))
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     except OSError as e:
@@ -62,6 +71,54 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", **open_kwargs: Any) -
             raise _write_error(path, e) from None
         raise
     _fsync_dir(path.parent)
+
+
+def temporary_name(name: str, tag: str = "", kind: str = "tmp") -> str:
+    """The hidden name of a temporary beside ``name``: ``.NAME.medclf-tmp-PID-HOST[-TAG]``.
+
+    The writer's PID and a tag of its host let :func:`remove_stale_temporaries` tell a dead writer's
+    temporary from a live one's.
+    """
+    return f".{name}.medclf-{kind}-{os.getpid()}-{_HOST}" + (f"-{tag}" if tag else "")
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporaries (:func:`temporary_name`) in ``folder`` left by medclf processes of this host
+    that no longer run (ended by SIGKILL or a power loss); returns what was removed."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return []
+    removed = []
+    for entry in entries:
+        match = _TEMPORARY.fullmatch(entry.name)
+        if match is None or match.group(2) != _HOST or _running(int(match.group(1))):
+            continue
+        with contextlib.suppress(OSError):
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+            removed.append(Path(entry.path))
+    return removed
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid() or os.name != "posix":  # os.kill(pid, 0) would end the process on Windows
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: a process of another user has this PID
+        return True
+    return True
+
+
+def remove_created(created: Path | None) -> None:
+    """Remove the folder that :func:`make_folder` created (None: it existed before; nothing is removed)."""
+    if created is not None:
+        shutil.rmtree(created, ignore_errors=True)
 
 
 def _write_error(path: Path, error: OSError) -> StorageError:

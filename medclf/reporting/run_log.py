@@ -5,14 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
-import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from medclf.errors import ConfigError
-from medclf.reporting.files import make_folder, write_csv, write_json
+from medclf.reporting.files import make_folder, remove_created, write_csv, write_json
 from medclf.reporting.run_lock import RunLock, acquire_run_lock
 
 log = logging.getLogger(__name__)
@@ -37,9 +36,7 @@ class RunFolder:
     def abandon(self) -> None:
         """After a failed start: release the lock and remove the folder if :func:`claim_run_dir` created it."""
         self.lock.release()
-        if self.created is not None:
-            shutil.rmtree(self.created, ignore_errors=True)
-            log.debug("removed %s, created by this failed start", self.created)
+        remove_created(self.created)
 
 
 def claim_run_dir(out: str | Path, resume_from: str | Path | None = None) -> RunFolder:

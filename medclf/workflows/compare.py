@@ -24,6 +24,7 @@ from medclf.reporting.comparison import (
     safe_name,
     write_comparison,
 )
+from medclf.reporting.result_folder import new_result_set
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +87,10 @@ def compare(config: CompareConfig | None = None, **overrides: Any) -> dict[str, 
         "settings": settings_dict(config),
     }
     out = Path(config.out) if config.out else Path(f"compare_{safe_name(names[0])}_vs_{safe_name(names[1])}")
-    out.mkdir(parents=True, exist_ok=True)
-    files = write_comparison(out, summary, names, figures=config.figures)
+    with new_result_set(out) as staging:  # the previous comparison stays whole until this one is complete
+        files = [
+            out / f.relative_to(staging) for f in write_comparison(staging, summary, names, figures=config.figures)
+        ]
     log.info("%s", comparison_table(result, names))
     log.info("wrote %s", ", ".join(str(f) for f in files))
     return {**summary, "out_dir": str(out), "files": [str(f) for f in files]}

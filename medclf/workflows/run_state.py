@@ -203,4 +203,7 @@ def _restore(run: Run, resumed: Checkpoint) -> TrainState:
     state = TrainState.from_checkpoint(resumed)
     step = f", step {state.partial['step']}" if state.partial else ""
     log.info("resuming epoch %d%s from %s", state.epoch + 1, step, resumed.path)
+    if Path(run.config.resume).is_dir() and Path(resumed.path).name == "best.pt":
+        log.warning("%s holds no readable last.pt: continuing from best.pt (epoch %d); the epochs after epoch %d "
+                    "are trained again", run.config.resume, state.epoch, state.epoch)  # fmt: skip
     return state

@@ -14,6 +14,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -36,7 +37,7 @@ from medclf.engine.loops import EpochProgress, Inference, check_finite, infer
 from medclf.engine.optim import wrap_model
 from medclf.engine.seeding import generator
 from medclf.engine.signals import stop_on_signals
-from medclf.errors import ConfigError
+from medclf.errors import ConfigError, StorageError
 from medclf.metrics.auroc import classification_metrics, youden_thresholds
 from medclf.metrics.calibration import fit_temperatures
 from medclf.model.checkpoint import TrainState, load_checkpoint, resolve_checkpoint_path, save_checkpoint
@@ -88,11 +89,21 @@ def train(config: TrainConfig | None = None, **overrides: Any) -> TrainResult:
     run = None
     try:
         run, state = set_up(config, world, resolve_device(device_name))
-        return _epochs(run, state)
+        try:
+            return _epochs(run, state)
+        except StorageError as e:
+            raise StorageError(f"{e}. {_how_to_go_on(run.run_dir)}") from None
     finally:
         if run is not None and run.lock is not None:
             run.lock.release()  # the run folder is free for a resume or another run
         close_world(world)
+
+
+def _how_to_go_on(run_dir: Path) -> str:
+    """After a failed write: free space, then resume from the checkpoint kept (or start again if none is)."""
+    if any((run_dir / name).is_file() for name in ("last.pt", "best.pt")):
+        return f"Free some space, then continue with: python -m medclf.train --resume {run_dir}"
+    return "Free some space, then run the same command again (no checkpoint was saved, so nothing is lost)"
 
 
 def _finished_run(config: TrainConfig) -> TrainResult | None:

@@ -26,8 +26,9 @@ from medclf.errors import ConfigError, ManifestError
 from medclf.metrics.curves import confident_errors_by_kind, confusion_from_calls, decisions
 from medclf.metrics.summary import evaluation_report, micro_average
 from medclf.model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from medclf.reporting.files import make_folder, write_bytes, write_csv, write_json, write_text
+from medclf.reporting.files import write_bytes, write_csv, write_json, write_text
 from medclf.reporting.provenance import changed_manifests, provenance
+from medclf.reporting.result_folder import new_result_set
 from medclf.reporting.tables import (
     evaluation_table,
     interval_text,
@@ -85,36 +86,37 @@ def evaluate(config: ValidateConfig | None = None, **overrides: Any) -> Evaluati
     labels = list(checkpoint.labels)
     out = output_dir(config.out, checkpoint, f"{Path(checkpoint.path).stem}_{config.split.lower()}")
     manifest = _read_manifest(config, labels, checkpoint.config.get("uncertain", "ignore"))
-    make_folder(out, "the output folder")  # before the work (but after the inputs): a bad --out fails at once
-    specs = subgroup_specs(config, manifest)
-    temperatures, temperature_source = temperatures_for(config, checkpoint, manifest)
-    thresholds, shown_thresholds, threshold_source = resolve_thresholds(config, checkpoint, temperatures)
-    result, records = infer_split(config, checkpoint, manifest, config.split, config.split)
-    probs = calibrated(result, temperatures)
-    # The one comparison: on the raw outputs the thresholds were chosen on; every count, figure and pred_
-    # column below comes from these calls (calibration keeps each label's order, so they hold on both scales).
-    calls = decisions(result.probs.cpu().numpy(), thresholds)
-    metrics = _report_metrics(config, result, probs, calls, labels, shown_thresholds)
-    metrics["thresholds_from"] = threshold_source
-    metrics["calibration"] = calibration_block(result, probs, labels, temperatures, temperature_source)
-    metrics["tta"] = tta_block(result, labels, len(tta_for(checkpoint))) if config.tta else None
-    metrics["subgroups"] = subgroup_block(specs, manifest, config, result, labels, thresholds)
+    with new_result_set(out) as staging:  # the previous results stay whole until this set is complete
+        specs = subgroup_specs(config, manifest)
+        temperatures, temperature_source = temperatures_for(config, checkpoint, manifest)
+        thresholds, shown_thresholds, threshold_source = resolve_thresholds(config, checkpoint, temperatures)
+        result, records = infer_split(config, checkpoint, manifest, config.split, config.split)
+        probs = calibrated(result, temperatures)
+        # The one comparison: on the raw outputs the thresholds were chosen on; every count, figure and pred_
+        # column below comes from these calls (calibration keeps each label's order: they hold on both scales).
+        calls = decisions(result.probs.cpu().numpy(), thresholds)
+        metrics = _report_metrics(config, result, probs, calls, labels, shown_thresholds)
+        metrics["thresholds_from"] = threshold_source
+        metrics["calibration"] = calibration_block(result, probs, labels, temperatures, temperature_source)
+        metrics["tta"] = tta_block(result, labels, len(tta_for(checkpoint))) if config.tta else None
+        metrics["subgroups"] = subgroup_block(specs, manifest, config, result, labels, thresholds)
 
-    summary = {
-        "checkpoint": checkpoint.path, "checkpoint_epoch": checkpoint.epoch, "csv": ", ".join(config.csv),
-        "split": config.split, "absent_labels": list(manifest.absent_labels), **metrics,
-        "skipped_images": result.skipped, "settings": settings_dict(config),
-        "provenance": provenance(config.csv, checkpoint.path, result.logits.device),
-    }  # fmt: skip
-    for path in changed_manifests(checkpoint.get("provenance"), summary["provenance"]):
-        log.warning("%s changed since this checkpoint was trained on it (its SHA-256 differs)", path)
-    files = _write_outputs(
-        out, config, checkpoint, summary, result, (probs, calls), (thresholds, shown_thresholds), temperatures
-    )
-    if config.embeddings:
-        from medclf.workflows.embeddings import write_embeddings  # scikit-learn's t-SNE, only when asked
+        summary = {
+            "checkpoint": checkpoint.path, "checkpoint_epoch": checkpoint.epoch, "csv": ", ".join(config.csv),
+            "split": config.split, "absent_labels": list(manifest.absent_labels), **metrics,
+            "skipped_images": result.skipped, "settings": settings_dict(config),
+            "provenance": provenance(config.csv, checkpoint.path, result.logits.device),
+        }  # fmt: skip
+        for path in changed_manifests(checkpoint.get("provenance"), summary["provenance"]):
+            log.warning("%s changed since this checkpoint was trained on it (its SHA-256 differs)", path)
+        files = _write_outputs(
+            staging, config, checkpoint, summary, result, (probs, calls), (thresholds, shown_thresholds), temperatures
+        )
+        if config.embeddings:
+            from medclf.workflows.embeddings import write_embeddings  # scikit-learn's t-SNE, only when asked
 
-        files += write_embeddings(out, config, checkpoint, records, (result, probs))
+            files += write_embeddings(staging, config, checkpoint, records, (result, probs))
+    files = [out / f.relative_to(staging) for f in files]
     log.info("%s on %s (%s):\n%s", Path(checkpoint.path).name, config.split, summary["csv"], metrics_table(metrics))
     _log_analyses(metrics)
     log.info("wrote %s", ", ".join(str(f) for f in files))
