@@ -128,7 +128,7 @@ def _draw_panel(
 
 
 def _too_few_text(row: Mapping[str, Any]) -> str:
-    """``no CI: 3 pos / 2 neg`` (a label) or ``no CI: labels too few`` (macro) for a point without interval."""
+    """``no CI: 3 pos / 2 neg`` (a label) or ``no CI: too few in some labels`` (macro) for a point without interval."""
     if row.get("label") == MACRO:
         return "no CI: too few in some labels"
     return f"no CI: {row.get('positives', 0)} pos / {row.get('n', 0) - row.get('positives', 0)} neg"

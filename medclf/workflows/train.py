@@ -108,7 +108,7 @@ def _finished_run(config: TrainConfig) -> TrainResult | None:
            "a gain (resume with a larger --early-stopping-patience to go on)" if early
            else f"all {state.epoch} of {config.epochs} epochs are done (resume with a larger --epochs to go on)"
            )  # fmt: skip
-    by_loss = selected_by_loss(state)
+    by_loss = _selected_by_loss(state)
     best = f"{abs(state.best_metric):.4f} at epoch {state.best_epoch}" if math.isfinite(state.best_metric) else "n/a"
     log.info("%s is finished: %s; best %s %s. Nothing was trained.", run_dir, why,
              "val_loss" if by_loss else "val macro AUROC", best)  # fmt: skip
@@ -263,7 +263,7 @@ def _best_auroc(state: TrainState, by_loss: bool) -> float | None:
     return state.best_metric if math.isfinite(state.best_metric) and not by_loss else None
 
 
-def selected_by_loss(state: TrainState) -> bool:
+def _selected_by_loss(state: TrainState) -> bool:
     """Whether a saved run chose best.pt by val_loss (no epoch had a defined val AUROC)."""
     return bool(state.history) and all(row.get("val_auroc") is None for row in state.history)
 
