@@ -15,7 +15,7 @@ from medclf.errors import ConfigError
 T = TypeVar("T")
 
 #: Keys a run's config.json holds beside the settings (what produced the run); ignored when read back.
-RECORD_KEYS = frozenset({"provenance"})
+RECORD_KEYS = frozenset({"provenance", "model_selection"})
 
 
 def field_types(cls: type) -> dict[str, Any]:

@@ -41,6 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if result.interrupted_by:
             return 128 + int(signal.Signals[result.interrupted_by])
         best = "n/a" if result.best_auroc is None else f"{result.best_auroc:.4f}"
+        if result.selected_by == "val_loss":
+            best += " (undefined on this VALIDATION: best.pt is the epoch with the lowest val_loss)"
         log.info(
             "done: best val macro AUROC %s at epoch %d; checkpoints %s and %s\n"
             "TensorBoard logs: tensorboard --logdir %s",

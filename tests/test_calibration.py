@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from sklearn.metrics import brier_score_loss, roc_auc_score
@@ -13,6 +17,8 @@ from medclf.metrics.calibration import (
     calibration_scores,
     fit_temperatures,
     scale_thresholds,
+    small_set_warnings,
+    too_few_to_fit,
 )
 
 
@@ -89,6 +95,51 @@ def test_brier_and_scores_skip_unknown_truths() -> None:
 def test_perfectly_separated_labels_get_a_bounded_temperature() -> None:
     logits = np.array([[-3.0], [-1.0], [2.0], [5.0]])
     targets = np.array([[0.0], [0.0], [1.0], [1.0]])
-    (temperature,) = fit_temperatures(logits, targets)
+    (temperature,) = fit_temperatures(logits, targets, min_per_class=1)
     assert 0.01 <= temperature <= 0.02  # at the bound, where the loss has stopped changing
     assert np.all(np.isfinite(apply_temperatures(logits, [temperature])))
+
+
+def test_labels_with_too_few_positives_or_negatives_keep_one_and_are_named() -> None:
+    logits, targets, _ = _miscalibrated(n=400)
+    few = targets.copy()
+    few[:, 1] = 0.0
+    few[:4, 1] = 1.0  # 4 positives: below MIN_PER_CLASS
+    temperatures = fit_temperatures(logits, few)
+    assert temperatures[1] == 1.0 and temperatures[0] != 1.0
+    assert fit_temperatures(logits, few, min_per_class=1)[1] != 1.0  # it would have been fitted
+    assert too_few_to_fit(few, ["a", "b", "c"]) == {"b": (4, 396)}
+    (text,) = small_set_warnings(few, ["a", "b", "c"])
+    assert "fewer than 5 positives or 5 negatives" in text and "b (4 pos / 396 neg)" in text
+    assert small_set_warnings(targets, ["a", "b", "c"]) == []
+    small = small_set_warnings(targets[:30], ["a", "b", "c"])
+    assert small and "30 labelled image(s), fewer than 50" in small[0]
+
+
+def test_calibrate_on_three_validation_images_warns_and_keeps_one(
+    synthetic_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture
+) -> None:
+    from medclf import load_checkpoint, train, validate
+
+    run = train(csv=str(synthetic_csv), out=str(tmp_path / "run"), image_size=32, model="densenet_tiny", epochs=1,
+                batch_size=16, device="cpu", progress=False, num_workers=0, cache_workers=1)  # fmt: skip
+    frame = pd.read_csv(synthetic_csv, dtype=str, keep_default_na=False)
+    val = frame.index[frame["split"] == "VALIDATION"]
+    small = frame.drop(val[3:])  # 3 VALIDATION images
+    small["image"] = [str(synthetic_csv.parent / p) for p in small["image"]]
+    small.to_csv(tmp_path / "small.csv", index=False)
+    capsys.readouterr()
+    # training warns too (the synthetic VALIDATION has 14 images) and keeps those labels at T = 1
+    assert "VALIDATION, where temperature scaling is fitted at each best epoch: 14 labelled" in caplog.text
+    assert load_checkpoint(run.best_checkpoint).temperatures[1] == 1.0  # cardiomegaly: 1 pos / 13 neg
+    argv = ["--checkpoint", run.best_checkpoint, "--csv", str(tmp_path / "small.csv"), "--split", "TEST",
+            "--calibrate", "--out", str(tmp_path / "val"), "--bootstrap", "0", "--no-progress",
+            "--num-workers", "0", "--no-figures"]  # fmt: skip
+    assert validate.main(argv) == 0
+    captured = capsys.readouterr()
+    warnings = [w for w in (captured.out + captured.err).splitlines() if "--calibrate on VALIDATION" in w]
+    assert any("3 labelled image(s), fewer than 50" in w for w in warnings)
+    assert any("their temperature is kept at 1.0" in w and "effusion (" in w for w in warnings)
+    calibration = json.loads((tmp_path / "val" / "metrics.json").read_text())["calibration"]
+    assert set(calibration["temperatures"].values()) == {1.0}
+    assert "14 label(s) kept at T = 1" in calibration["temperatures_from"]

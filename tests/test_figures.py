@@ -251,3 +251,32 @@ def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     assert shot.exists() and shot.stat().st_size > 10_000
     assert shot.read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_forest_plot_of_cjk_hangul_and_tab_group_names_draws_without_any_warning(
+    recwarn: pytest.WarningsRecorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+    import warnings
+
+    from medclf.metrics.subgroups import subgroup_table
+    from medclf.reporting.figure_text import drawable, drawable_text
+    from medclf.reporting.forest import forest_figure
+
+    names = ["女性", "남성", "a\tb", "cost $5 $6"]
+    rng = np.random.default_rng(0)
+    targets = (rng.random((80, 1)) < 0.4).astype(float)
+    rows = subgroup_table(rng.random((80, 1)), targets, {"性别\t": np.array(names * 20)}, ["x"], [0.5], n_bootstrap=20)
+    assert {row["group"] for row in rows} == set(names)  # the data keep the real names
+    caplog.set_level(logging.DEBUG, logger="matplotlib")
+    warnings.simplefilter("always")
+    fig = forest_figure(rows, ["x"])
+    assert figure_png(fig, dpi=40).startswith(b"\x89PNG")
+    assert not [w for w in recwarn if "Glyph" in str(w.message) or "font" in str(w.message).lower()], [
+        str(w.message) for w in recwarn
+    ]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING and r.name.startswith("matplotlib")]
+    shown = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert "  a\\tb" in shown and "  cost $5 $6" in shown  # a tab shown escaped; $ kept, not mathtext
+    assert all(drawable(ch) for text in shown for ch in text)
+    assert drawable_text("女") in ("女", "\\u5973")  # the glyph where a font has it, else its escape

@@ -244,3 +244,31 @@ def test_an_external_csv_with_a_label_in_another_case_or_no_known_label_is_refus
     again = f"again as {tmp_path / 'link.csv'}"
     assert lines == [f"error: --csv gives the manifest {blank} twice ({again}): its images would count twice"]
     assert not (tmp_path / "out").exists()
+
+
+def test_validation_without_any_defined_auroc_selects_best_by_val_loss_and_resumes_exactly(
+    synthetic_csv: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    frame = pd.read_csv(synthetic_csv, dtype=str, keep_default_na=False)
+    labels = [c for c in frame.columns if c not in ("image", "split", "patient_id", "sex", "age", "view")]
+    frame.loc[frame["split"] == "VALIDATION", labels] = "0"  # every label one-class in VALIDATION
+    frame["image"] = [str(synthetic_csv.parent / p) for p in frame["image"]]
+    csv_path = tmp_path / "one_class.csv"
+    frame.to_csv(csv_path, index=False)
+    settings = dict(csv=str(csv_path), image_size=32, model="densenet_tiny", batch_size=16, device="cpu",
+                    progress=False, num_workers=0, cache_workers=1, early_stopping_patience=0)  # fmt: skip
+    full = train(TrainConfig(**settings, out=str(tmp_path / "full"), epochs=3))
+    assert "val_auroc is undefined, so best.pt is the epoch with the lowest val_loss" in caplog.text
+    losses = [row["val_loss"] for row in full.history]
+    assert all(row["val_auroc"] is None and row["best_auroc"] is None for row in full.history)
+    assert int(np.argmin(losses)) + 1 != 1  # epoch 1 kept blindly would fail here
+    assert full.best_epoch == int(np.argmin(losses)) + 1 and full.selected_by == "val_loss"
+    assert json.loads((tmp_path / "full" / "config.json").read_text())["model_selection"] == "val_loss"
+    assert load_checkpoint(full.best_checkpoint).epoch == full.best_epoch
+    train(TrainConfig(**settings, out=str(tmp_path / "part"), epochs=2))
+    resumed = train(TrainConfig(**settings, out=str(tmp_path / "part"), epochs=3, resume=str(tmp_path / "part")))
+    assert [row["val_loss"] for row in resumed.history] == losses and resumed.best_epoch == full.best_epoch
+    caplog.clear()
+    finished = train(TrainConfig(**settings, out=str(tmp_path / "part"), epochs=3, resume=str(tmp_path / "part")))
+    assert finished.selected_by == "val_loss" and finished.best_auroc is None and finished.best_epoch == full.best_epoch
+    assert f"best val_loss {min(losses):.4f} at epoch {full.best_epoch}. Nothing was trained" in caplog.text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 
 import numpy as np
@@ -14,6 +15,7 @@ from sklearn.metrics import roc_auc_score
 from medclf.errors import ConfigError
 from medclf.metrics.subgroups import (
     MACRO,
+    MIN_PER_CLASS,
     MISSING,
     OUTSIDE,
     SubgroupSpec,
@@ -27,7 +29,7 @@ from medclf.reporting.figures import figure_png
 from medclf.reporting.forest import forest_figure
 from tests.conftest import shared_path
 
-ROW_KEYS = {"attribute", "group", "label", "n", "positives", "auroc", "ci_low", "ci_high", "tpr", "fpr"}
+ROW_KEYS = {"attribute", "group", "label", "n", "positives", "auroc", "ci_low", "ci_high", "ci_note", "tpr", "fpr"}
 
 
 def _scores(targets: np.ndarray, signal: float | np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -226,6 +228,35 @@ def test_seed_determines_the_intervals(two_groups: dict) -> None:
     more = subgroup_table(*args[:2], {"other": two_groups["group"][::-1], "site": two_groups["group"]},
                           args[3], two_groups["thresholds"], n_bootstrap=400, seed=3)  # fmt: skip
     assert [r for r in more if r["attribute"] == "site"] == again
+
+
+def test_groups_too_small_for_an_interval_say_so_instead_of_a_zero_width_interval(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    targets = np.array([[1.0], [0.0]] * 2 + [[1.0], [0.0]] * 40)  # group "two": 2 images, "big": 80
+    group = np.array(["two"] * 2 + ["tiny"] * 2 + ["big"] * 80)
+    probs = np.where(targets == 1, 0.8, 0.2) + np.random.default_rng(0).normal(0, 0.3, targets.shape)
+    out = subgroup_analysis(probs, targets, {"g": group}, ["x"], [0.5], n_bootstrap=200)
+    two, big = _row(out["rows"], "two", "x"), _row(out["rows"], "big", "x")
+    assert two["auroc"] is not None and two["ci_low"] is None and two["ci_high"] is None
+    assert two["ci_note"] == f"too few: 1 pos / 1 neg (an interval needs {MIN_PER_CLASS} of each)"
+    assert _row(out["rows"], "two", MACRO)["ci_low"] is None and "too few" in _row(out["rows"], "two", MACRO)["ci_note"]
+    assert big["ci_note"] == "" and big["ci_low"] < big["ci_high"]
+    gap = out["gaps"][0]
+    assert gap["difference"] is not None and gap["ci_low"] is None  # a gap to a too-small group: no interval
+    assert _row(subgroup_table(probs, targets, {"g": group}, ["x"], [0.5], n_bootstrap=0), "two", "x")["ci_note"] == ""
+    fig = forest_figure(out["rows"], ["x"])
+    assert "no CI: 1 pos / 1 neg" in [t.get_text() for t in fig.axes[0].texts]
+    from medclf.reporting.evaluation_page import _subgroup_section
+
+    cells = {(r[1], r[2]): r[5] for r in _subgroup_section(out, "at the thresholds")[3]}
+    assert cells[("two", "x")].startswith(f"{two['auroc']:.3f} n/a (too few: 1 pos / 1 neg")
+    from medclf.workflows.validate import _log_analyses
+
+    calibration = {"before": {"ece": {"macro": 0.1}, "brier": {"macro": 0.1}}, "after": None, "temperatures_from": ""}
+    with caplog.at_level(logging.INFO, logger="medclf"):
+        _log_analyses({"calibration": calibration, "tta": None, "subgroups": out})
+    assert "[no interval: a group too small]" in caplog.text
 
 
 # ---------------------------------------------------------------------------------------------------------

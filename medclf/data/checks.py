@@ -11,6 +11,7 @@ from medclf.data.loaders import cached_errors, scan_errors
 from medclf.data.manifest import SPLIT_COLUMN, SPLITS, Manifest
 from medclf.data.sources import SOURCE_COLUMN
 from medclf.errors import ConfigError, ImageError, ManifestError
+from medclf.metrics.calibration import small_set_warnings
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,8 @@ def log_label_counts(manifest: Manifest, uncertain: str = "ignore") -> None:
                 "its AUROC is undefined and left out of the macro mean" if split == "VALIDATION"
                 else "the model cannot learn it from this split",
             )  # fmt: skip
+    for text in small_set_warnings(manifest.targets("VALIDATION", uncertain), manifest.labels):
+        log.warning("VALIDATION, where temperature scaling is fitted at each best epoch: %s", text)
 
 
 def label_counts_table(counts: pd.DataFrame) -> str:

@@ -20,17 +20,27 @@ from medclf.metrics.curves import check_probs_targets, expected_calibration_erro
 # send T to 0 (probabilities of exactly 0 and 1), which no test set deserves.
 _A_MIN, _A_MAX = 1e-2, 1e2
 
+#: A label's temperature is fitted only when its labelled images hold at least this many positives and
+#: as many negatives; below that one image moves ``T`` a long way, so the label keeps ``T = 1``.
+MIN_PER_CLASS = 5
+#: Fewer labelled images than this in the calibration set draw a warning (the fit is noisy).
+MIN_IMAGES = 50
 
-def fit_temperatures(logits: np.ndarray, targets: np.ndarray, max_iter: int = 100) -> list[float]:
+
+def fit_temperatures(
+    logits: np.ndarray, targets: np.ndarray, max_iter: int = 100, min_per_class: int = MIN_PER_CLASS
+) -> list[float]:
     """One temperature per label, minimising the masked binary cross-entropy of ``sigmoid(logit / T)``.
 
-    The loss is convex in ``a = 1/T``, so a safeguarded Newton search finds the minimum. A label without
-    both classes among its labelled images keeps ``T = 1`` (nothing to fit).
+    The loss is convex in ``a = 1/T``, so a safeguarded Newton search finds the minimum. A label with
+    fewer than ``min_per_class`` positives or negatives among its labelled images keeps ``T = 1`` (too
+    little to fit; see :func:`too_few_to_fit`).
 
     Args:
         logits: (N, L) raw network outputs.
         targets: (N, L) 1, 0, or NaN where the truth is unknown.
         max_iter: Newton steps per label.
+        min_per_class: Positives and negatives a label needs for its temperature to be fitted (at least 1).
 
     Returns:
         ``L`` temperatures, each in [0.01, 100].
@@ -41,10 +51,41 @@ def fit_temperatures(logits: np.ndarray, targets: np.ndarray, max_iter: int = 10
     for j in range(logits.shape[1]):
         known = ~np.isnan(truth[:, j])
         z, y = logits[known, j], truth[known, j]
-        if not (np.any(y == 1) and np.any(y == 0)):
+        if min(int(np.sum(y == 1)), int(np.sum(y == 0))) < max(min_per_class, 1):
             out.append(1.0)
             continue
         out.append(1.0 / _fit_inverse_temperature(z, y, max_iter))
+    return out
+
+
+def too_few_to_fit(
+    targets: np.ndarray, labels: Sequence[str], min_per_class: int = MIN_PER_CLASS
+) -> dict[str, tuple[int, int]]:
+    """The labels :func:`fit_temperatures` leaves at ``T = 1``, each with its (positives, negatives)."""
+    truth = np.asarray(targets, dtype=np.float64)
+    positives, negatives = (truth == 1).sum(axis=0), (truth == 0).sum(axis=0)
+    return {
+        name: (int(positives[j]), int(negatives[j]))
+        for j, name in enumerate(labels)
+        if min(positives[j], negatives[j]) < max(min_per_class, 1)
+    }
+
+
+def small_set_warnings(targets: np.ndarray, labels: Sequence[str]) -> list[str]:
+    """What to warn about a calibration set: fewer than :data:`MIN_IMAGES` labelled images, and the labels
+    kept at ``T = 1`` (:func:`too_few_to_fit`) with their counts. Empty when there is nothing to say."""
+    truth = np.asarray(targets, dtype=np.float64)
+    n_labelled = int((~np.isnan(truth)).any(axis=1).sum())
+    out = []
+    if n_labelled < MIN_IMAGES:
+        out.append(f"{n_labelled} labelled image(s), fewer than {MIN_IMAGES}: the fitted temperatures are uncertain")
+    few = too_few_to_fit(truth, labels)
+    if few:
+        counts = ", ".join(f"{name} ({p} pos / {n} neg)" for name, (p, n) in few.items())
+        out.append(
+            f"{len(few)} of {len(labels)} label(s) have fewer than {MIN_PER_CLASS} positives or {MIN_PER_CLASS} "
+            f"negatives, so their temperature is kept at 1.0 (raw outputs): {counts}"
+        )
     return out
 
 

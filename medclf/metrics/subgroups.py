@@ -34,6 +34,7 @@ from medclf.metrics.subgroup_spec import (
 
 __all__ = [
     "MACRO",
+    "MIN_PER_CLASS",
     "MISSING",
     "OUTSIDE",
     "SubgroupSpec",
@@ -45,6 +46,10 @@ __all__ = [
 ]
 
 MACRO = "macro"
+#: A group's AUROC gets a bootstrap interval only with at least this many positives and as many negatives
+#: for the label: below it nearly every resample repeats the same few images, so the interval collapses
+#: to (or near) the point, e.g. ``0.800 [0.800, 0.800]``, which would read as certainty.
+MIN_PER_CLASS = 5
 
 
 @dataclass
@@ -118,12 +123,14 @@ def subgroup_table(
 ) -> list[dict[str, Any]]:
     """One row per attribute, group and label (then ``macro``), in group order.
 
-    Keys: ``attribute, group, label, n, positives, auroc, ci_low, ci_high, tpr, fpr``. Per label, ``n``
-    and ``positives`` count the group's images whose truth is known; ``auroc`` and its interval are None
-    when the group has no positive or no negative; ``tpr``/``fpr`` are the rates at the label's threshold
-    (None without positives / negatives). The ``macro`` row: ``n`` images in the group, ``positives``
-    images with at least one known positive, ``auroc`` the mean of the group's defined label AUROCs (its
-    interval from the per-resample mean over the same labels), ``tpr``/``fpr`` None.
+    Keys: ``attribute, group, label, n, positives, auroc, ci_low, ci_high, ci_note, tpr, fpr``. Per label,
+    ``n`` and ``positives`` count the group's images whose truth is known; ``auroc`` and its interval are
+    None when the group has no positive or no negative; with fewer than :data:`MIN_PER_CLASS` of either the
+    AUROC is given but its interval is None and ``ci_note`` says why (``too few: 3 pos / 2 neg ...``;
+    otherwise ``ci_note`` is empty); ``tpr``/``fpr`` are the rates at the label's threshold (None without
+    positives / negatives). The ``macro`` row: ``n`` images in the group, ``positives`` images with at least
+    one known positive, ``auroc`` the mean of the group's defined label AUROCs (its interval from the
+    per-resample mean over the same labels, None when any of them is too small), ``tpr``/``fpr`` None.
     """
     kwargs = {"n_bootstrap": n_bootstrap, "seed": seed, "level": level}
     return subgroup_analysis(probs, targets, groups, labels, thresholds, **kwargs)["rows"]
@@ -193,27 +200,35 @@ def _group_metrics(
     """Counts, AUROC, rates and bootstrap samples of one group (intervals are added by ``_finish``)."""
     counts = confusion_counts(p, t, thresholds)  # [label, true, predicted]
     p_t, t_t = torch.from_numpy(p).float(), torch.from_numpy(t).float()
-    rows, defined = [], np.zeros(len(labels), dtype=bool)
+    rows, defined, enough = [], np.zeros(len(labels), dtype=bool), np.zeros(len(labels), dtype=bool)
     for j, label in enumerate(labels):
         (tn, fp), (fn, tp) = counts[j].tolist()
         positives, negatives = tp + fn, tn + fp
         defined[j] = positives > 0 and negatives > 0
-        auroc = None
+        enough[j] = min(positives, negatives) >= MIN_PER_CLASS
+        auroc, note = None, ""
         if defined[j]:
             known = torch.from_numpy(~np.isnan(t[:, j]))
             auroc = float(rank_auroc(p_t[known, j : j + 1], t_t[known, j : j + 1])[0])
+            if not enough[j] and n_bootstrap > 0:
+                note = f"too few: {positives} pos / {negatives} neg (an interval needs {MIN_PER_CLASS} of each)"
         rows.append({"attribute": attribute, "group": name, "label": label, "n": positives + negatives,
-                     "positives": positives, "auroc": auroc, "ci_low": None, "ci_high": None,
+                     "positives": positives, "auroc": auroc, "ci_low": None, "ci_high": None, "ci_note": note,
                      "tpr": _rate(tp, positives), "fpr": _rate(fp, negatives)})  # fmt: skip
     macro = [row["auroc"] for row in rows if row["auroc"] is not None]
+    short = int((defined & ~enough).sum())
+    note = f"too few: {short} of {len(macro)} averaged labels under {MIN_PER_CLASS} pos / {MIN_PER_CLASS} neg"
     rows.append({"attribute": attribute, "group": name, "label": MACRO, "n": len(p),
                  "positives": int((t == 1).any(axis=1).sum()), "auroc": sum(macro) / len(macro) if macro else None,
-                 "ci_low": None, "ci_high": None, "tpr": None, "fpr": None})  # fmt: skip
+                 "ci_low": None, "ci_high": None, "ci_note": note if short and n_bootstrap > 0 else "",
+                 "tpr": None, "fpr": None})  # fmt: skip
     samples = None
-    if n_bootstrap > 0 and defined.any():
+    if n_bootstrap > 0 and (defined & enough).any():
         per_label = bootstrap_auroc(p_t, t_t, n_bootstrap, seed).double()
-        per_label[:, torch.from_numpy(~defined)] = math.nan  # no interval where the point is undefined
+        per_label[:, torch.from_numpy(~(defined & enough))] = math.nan  # no interval: undefined or too few
         mean = per_label[:, torch.from_numpy(defined)].nanmean(dim=1, keepdim=True)
+        if short:
+            mean.fill_(math.nan)  # the macro's interval would leave out labels its point includes
         samples = torch.cat([per_label, mean], dim=1)
     return _Group(attribute, name, rows, samples)
 

@@ -109,9 +109,8 @@ def _subgroup_section(block: dict[str, Any], at: str) -> Section:
     columns = ["attribute", "group", "label", "n", "positives", "AUROC [95% CI]", "TPR", "FPR"]
     rows = []
     for row in block["rows"]:
-        auroc = (
-            "undefined" if row["auroc"] is None else f"{row['auroc']:.3f} {_interval(row['ci_low'], row['ci_high'])}"
-        )
+        interval = f"n/a ({row['ci_note']})" if row.get("ci_note") else _interval(row["ci_low"], row["ci_high"])
+        auroc = "undefined" if row["auroc"] is None else f"{row['auroc']:.3f} {interval}"
         rows.append([row["attribute"], str(row["group"]), row["label"], str(row["n"]), str(row["positives"]),
                      auroc.strip(), _num(row["tpr"]), _num(row["fpr"])])  # fmt: skip
     return ("subgroups", f"Subgroups (TPR and FPR {at})", columns, rows)

@@ -13,6 +13,7 @@ from typing import Any
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from medclf.reporting.figure_text import drawable_text, text_families
 from medclf.reporting.figures import COLUMNS, FONT, PANEL_INCHES, TITLE_FONT, _new_figure, _note
 
 MACRO = "macro"
@@ -29,7 +30,8 @@ def forest_figure(
     """Forest plot of subgroup AUROCs: one panel per label (then ``macro``), one line per subgroup.
 
     Each defined subgroup is a point with its interval as whiskers; a subgroup without an AUROC (no
-    positive or no negative) reads ``undefined (n=.., pos=..)`` on its line. Lines are grouped under a
+    positive or no negative) reads ``undefined (n=.., pos=..)`` on its line, and one too small for an
+    interval (a ``ci_note``) is a hollow point with ``no CI: 3 pos / 2 neg`` at the right. Lines are grouped under a
     bold header per attribute and share the y-axis, so the group names are written once per panel row.
 
     Args:
@@ -59,7 +61,8 @@ def forest_figure(
         by_line = {(row["attribute"], row["group"]): row for row in rows if row["label"] == label}
         reference = None if overall is None else overall.get(label)
         _draw_panel(ax, lines, by_line, attributes, reference)
-        ax.set_title("macro (mean of defined labels)" if label == MACRO else label, fontsize=TITLE_FONT)
+        title = "macro (mean of defined labels)" if label == MACRO else drawable_text(label)
+        ax.set_title(title, fontsize=TITLE_FONT, fontfamily=text_families(), parse_math=False)
     _label_lines(axes, lines)
     fig.suptitle("AUROC per subgroup (point, 95% bootstrap interval)", fontsize=TITLE_FONT + 2)
     note = "dashed: chance (0.5)" + ("; dotted: all images" if overall else "")
@@ -107,7 +110,12 @@ def _draw_panel(
             ax.plot([low, high], [y, y], color=colour, linewidth=1.6, solid_capstyle="butt")
             ax.plot([low, high], [y, y], linestyle="none", marker="|", markersize=7, color=colour)
             values += [low, high]
-        ax.plot([auroc], [y], marker="o", markersize=5, color=colour)
+        too_few = bool(row.get("ci_note"))
+        # Hollow: a point without an interval must not look as certain as one whose whiskers are too short to see.
+        ax.plot([auroc], [y], marker="o", markersize=5, color=colour, markerfacecolor="white" if too_few else colour)
+        if too_few:
+            ax.text(0.98, y, _too_few_text(row), transform=ax.get_yaxis_transform(), ha="right", va="center",
+                    fontsize=FONT - 1, color="0.35")  # fmt: skip
         values.append(auroc)
     ax.axvline(0.5, color="0.6", linestyle="--", linewidth=1)
     if reference is not None:
@@ -119,10 +127,17 @@ def _draw_panel(
     ax.grid(axis="x", alpha=0.3)
 
 
+def _too_few_text(row: Mapping[str, Any]) -> str:
+    """``no CI: 3 pos / 2 neg`` (a label) or ``no CI: too few in some labels`` (macro) for a point without interval."""
+    if row.get("label") == MACRO:
+        return "no CI: too few in some labels"
+    return f"no CI: {row.get('positives', 0)} pos / {row.get('n', 0) - row.get('positives', 0)} neg"
+
+
 def _label_lines(axes: list[Axes], lines: list[Line]) -> None:
     """Group names as y tick labels (shown on the first column only: the y-axis is shared), headers bold."""
-    names = [attribute if group is None else f"  {group}" for attribute, group in lines]
-    axes[0].set_yticks(range(len(lines)), names)
+    names = [drawable_text(attribute if group is None else f"  {group}") for attribute, group in lines]
+    axes[0].set_yticks(range(len(lines)), names, fontfamily=text_families(), parse_math=False)
     for ax in axes:
         # Panels off the first column hide their labels and may list none: not strict.
         for tick, (_, group) in zip(ax.get_yticklabels(), lines, strict=False):

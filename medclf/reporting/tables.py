@@ -13,12 +13,15 @@ import torch
 from medclf.reporting.files import write_csv
 
 
-def epoch_line(row: Mapping[str, Any], epochs: int, n_labels: int, seconds: float) -> str:
-    """``epoch 3/20 train_loss 0.1974 val_loss 0.1849 val_auroc 0.7412 val_acc 0.9489 best 0.7412@3``."""
+def epoch_line(
+    row: Mapping[str, Any], epochs: int, n_labels: int, seconds: float, best_loss: float | None = None
+) -> str:
+    """``epoch 3/20 train_loss 0.1974 val_loss 0.1849 val_auroc 0.7412 val_acc 0.9489 best 0.7412@3``;
+    with ``best_loss`` (best.pt selected by val_loss) ``best val_loss 0.1849@3``."""
+    best = f"val_loss {_f(best_loss)}" if best_loss is not None else _f(row["best_auroc"])
     text = (
         f"epoch {row['epoch']}/{epochs} train_loss {_f(row['train_loss'])} val_loss {_f(row['val_loss'])} "
-        f"val_auroc {_f(row['val_auroc'])} val_acc {_f(row['val_acc'])} "
-        f"best {_f(row['best_auroc'])}@{row['best_epoch']}"
+        f"val_auroc {_f(row['val_auroc'])} val_acc {_f(row['val_acc'])} best {best}@{row['best_epoch']}"
     )
     if row["labels_averaged"] < n_labels:
         text += f" ({row['labels_averaged']}/{n_labels} labels averaged)"

@@ -20,7 +20,13 @@ from medclf.data.sources import SOURCE_COLUMN
 from medclf.engine.loops import Inference, check_finite
 from medclf.errors import ConfigError, ImageError
 from medclf.metrics.auroc import roc_auc
-from medclf.metrics.calibration import calibration_scores, fit_temperatures, reported_probabilities
+from medclf.metrics.calibration import (
+    calibration_scores,
+    fit_temperatures,
+    reported_probabilities,
+    small_set_warnings,
+    too_few_to_fit,
+)
 from medclf.metrics.subgroups import SubgroupSpec, assign_groups, parse_subgroups, subgroup_analysis
 from medclf.model.checkpoint import Checkpoint
 from medclf.workflows.inference import run_inference
@@ -75,8 +81,13 @@ def temperatures_for(
         if manifest.select("VALIDATION").empty:
             raise ConfigError("--calibrate fits on the VALIDATION split, but the CSV has no VALIDATION rows")
         fitted, _ = infer_split(config, checkpoint, manifest, "VALIDATION", "VALIDATION (calibration)")
-        temperatures = fit_temperatures(fitted.logits.float().cpu().numpy(), fitted.targets.cpu().numpy())
-        return temperatures, f"fitted now on VALIDATION ({len(fitted.paths)} images)"
+        targets = fitted.targets.cpu().numpy()
+        temperatures = fit_temperatures(fitted.logits.float().cpu().numpy(), targets)
+        for text in small_set_warnings(targets, checkpoint.labels):
+            log.warning("--calibrate on VALIDATION: %s", text)
+        kept = len(too_few_to_fit(targets, checkpoint.labels))
+        kept_text = f"; {kept} label(s) kept at T = 1: too few positives or negatives" if kept else ""
+        return temperatures, f"fitted now on VALIDATION ({len(fitted.paths)} images{kept_text})"
     if config.calibration and checkpoint.temperatures:
         return list(checkpoint.temperatures), "checkpoint (fitted on VALIDATION at the best epoch)"
     why = "--no-calibration" if not config.calibration else "the checkpoint has no temperatures (use --calibrate)"

@@ -73,6 +73,7 @@ class Run:
     trainable: bool | None = None
     lock: RunLock | None = None  # rank 0's lock on run_dir, held until train() ends
     provenance: dict[str, Any] = dataclasses.field(default_factory=dict)
+    selected_by: str = "val_auroc"  # what picks best.pt and drives early stopping: see model_selection()
 
     @property
     def show_progress(self) -> bool:
@@ -119,7 +120,8 @@ def set_up(config: TrainConfig, world: World, device: torch.device) -> tuple[Run
             state = _restore(run, resumed)
         if world.main:
             run.provenance = provenance(config.csv, device=device)
-            save_config(run_dir, {**settings_dict(config), "provenance": run.provenance})
+            record = {"provenance": run.provenance, "model_selection": run.selected_by}
+            save_config(run_dir, {**settings_dict(config), **record})
             run.logger = RunLogger(run_dir, start_epoch=state.epoch)
     except BaseException:
         if folder is not None:
@@ -187,8 +189,24 @@ def _build(config: TrainConfig, world: World, device: torch.device, run_dir: Pat
         config=config, world=world, device=device, run_dir=run_dir, manifest=manifest, sampler=sampler,
         train_loader=train_loader, val_loader=val_loader, net=net, criterion=MaskedBCEWithLogitsLoss(weights),
         optimizer=optimizer, scheduler=build_scheduler(config, optimizer), scaler=scaler, amp_dtype=amp_dtype,
-        channels_last=channels_last, reported=reported,
+        channels_last=channels_last, reported=reported, selected_by=model_selection(manifest, config.uncertain),
     )  # fmt: skip
+
+
+def model_selection(manifest: Manifest, uncertain: str = "ignore") -> str:
+    """``"val_auroc"`` when some label has both classes in VALIDATION; else ``"val_loss"``, said in the log.
+
+    Without any defined AUROC the macro is undefined at every epoch, so best.pt, early stopping and the
+    plateau schedule follow the validation loss instead of keeping epoch 1 blindly.
+    """
+    targets = manifest.targets("VALIDATION", uncertain)
+    if ((targets == 1).any(axis=0) & (targets == 0).any(axis=0)).any():
+        return "val_auroc"
+    log.warning(
+        "no label has both positives and negatives in VALIDATION: val_auroc is undefined, so best.pt is the "
+        "epoch with the lowest val_loss, and early stopping (and --scheduler plateau) follow val_loss"
+    )
+    return "val_loss"
 
 
 def _restore(run: Run, resumed: Checkpoint) -> TrainState:

@@ -61,6 +61,7 @@ class TrainResult:
     stopped_early: bool = False
     interrupted_by: str | None = None
     history: list[dict] = field(default_factory=list)
+    selected_by: str = "val_auroc"  # or "val_loss" when no label has both classes in VALIDATION
 
 
 def train(config: TrainConfig | None = None, **overrides: Any) -> TrainResult:
@@ -115,15 +116,18 @@ def _finished_run(config: TrainConfig) -> TrainResult | None:
         return None
     run_dir = resolve_checkpoint_path(config.resume).parent
     why = (f"it stopped early at epoch {state.epoch} after {state.epochs_without_improvement} epochs without "
-           "a val AUROC gain (resume with a larger --early-stopping-patience to go on)" if early
+           "a gain (resume with a larger --early-stopping-patience to go on)" if early
            else f"all {state.epoch} of {config.epochs} epochs are done (resume with a larger --epochs to go on)"
            )  # fmt: skip
-    best = f"{state.best_metric:.4f} at epoch {state.best_epoch}" if math.isfinite(state.best_metric) else "n/a"
-    log.info("%s is finished: %s; best val macro AUROC %s. Nothing was trained.", run_dir, why, best)
+    by_loss = _selected_by_loss(state)
+    best = f"{abs(state.best_metric):.4f} at epoch {state.best_epoch}" if math.isfinite(state.best_metric) else "n/a"
+    log.info("%s is finished: %s; best %s %s. Nothing was trained.", run_dir, why,
+             "val_loss" if by_loss else "val macro AUROC", best)  # fmt: skip
     return TrainResult(
         run_dir=str(run_dir), best_checkpoint=str(run_dir / "best.pt"), last_checkpoint=str(run_dir / "last.pt"),
-        best_epoch=state.best_epoch, best_auroc=state.best_metric if math.isfinite(state.best_metric) else None,
-        epochs_completed=state.epoch, stopped_early=early, interrupted_by=None, history=list(state.history),
+        best_epoch=state.best_epoch, best_auroc=_best_auroc(state, by_loss), epochs_completed=state.epoch,
+        stopped_early=early, interrupted_by=None, history=list(state.history),
+        selected_by="val_loss" if by_loss else "val_auroc",
     )  # fmt: skip
 
 
@@ -150,17 +154,17 @@ def _epochs(run: Run, state: TrainState) -> TrainResult:
     if run.logger is not None:
         run.logger.close()
     barrier(world)  # rank 0's files are complete before any rank returns
-    best = state.best_metric
     return TrainResult(
         run_dir=str(run.run_dir),
         best_checkpoint=str(run.run_dir / "best.pt"),
         last_checkpoint=str(run.run_dir / "last.pt"),
         best_epoch=state.best_epoch,
-        best_auroc=best if math.isfinite(best) else None,
+        best_auroc=_best_auroc(state, run.selected_by == "val_loss"),
         epochs_completed=state.epoch,
         stopped_early=stopped_early,
         interrupted_by=interrupted_by,
         history=list(state.history),
+        selected_by=run.selected_by,
     )
 
 
@@ -217,7 +221,8 @@ def end_of_epoch(
     """Metrics, schedule, model selection, logs and checkpoints; returns whether to stop early."""
     config, labels = run.config, run.manifest.labels
     metrics = classification_metrics(result.probs, result.targets, labels)
-    score = metrics["macro_auroc"] if metrics["macro_auroc"] is not None else -math.inf
+    by_loss = run.selected_by == "val_loss"
+    score = _score(metrics["macro_auroc"], result.loss, by_loss)
     improved = score > state.best_metric or state.best_epoch == 0
     lr = run.optimizer.param_groups[0]["lr"]
     if isinstance(run.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
@@ -234,7 +239,7 @@ def end_of_epoch(
     row = {
         "epoch": epoch, "train_loss": progress.loss, "val_loss": result.loss, "val_auroc": metrics["macro_auroc"],
         "val_acc": metrics["accuracy"], "labels_averaged": metrics["labels_averaged"], "lr": lr,
-        "best_auroc": state.best_metric if math.isfinite(state.best_metric) else None, "best_epoch": state.best_epoch,
+        "best_auroc": _best_auroc(state, by_loss), "best_epoch": state.best_epoch,
         **{f"auroc_{name}": value for name, value in metrics["auroc"].items()},
     }  # fmt: skip
     state.history.append(row)
@@ -247,14 +252,31 @@ def end_of_epoch(
         run.logger.log_epoch(row, state.history, seconds)
         if config.figure_every and epoch % config.figure_every == 0:
             run.logger.log_figures(epoch, result.probs, result.targets, labels, thresholds)
-    log.info(epoch_line(row, config.epochs, len(labels), seconds))
+    log.info(epoch_line(row, config.epochs, len(labels), seconds, best_loss=-state.best_metric if by_loss else None))
     if state.stopped_early(config.early_stopping_patience):
         log.info(
-            "early stopping: no val AUROC gain for %d epochs (best %.4f at epoch %d)",
-            state.epochs_without_improvement, state.best_metric, state.best_epoch,
+            "early stopping: no %s for %d epochs (best %.4f at epoch %d)",
+            "val_loss decrease" if by_loss else "val AUROC gain", state.epochs_without_improvement,
+            -state.best_metric if by_loss else state.best_metric, state.best_epoch,
         )  # fmt: skip
         return True
     return False
+
+
+def _score(macro_auroc: float | None, val_loss: float | None, by_loss: bool) -> float:
+    """The number best.pt and early stopping maximise: macro AUROC, or minus val_loss when selecting by loss."""
+    value = (-val_loss if val_loss is not None else None) if by_loss else macro_auroc
+    return value if value is not None and math.isfinite(value) else -math.inf
+
+
+def _best_auroc(state: TrainState, by_loss: bool) -> float | None:
+    """The best macro AUROC so far; None when undefined or when best.pt is selected by val_loss."""
+    return state.best_metric if math.isfinite(state.best_metric) and not by_loss else None
+
+
+def _selected_by_loss(state: TrainState) -> bool:
+    """Whether a saved run chose best.pt by val_loss (no epoch had a defined val AUROC)."""
+    return bool(state.history) and all(row.get("val_auroc") is None for row in state.history)
 
 
 def _save_interrupted(run: Run, state: TrainState, epoch: int, progress: EpochProgress, by: str) -> None:

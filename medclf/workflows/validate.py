@@ -221,11 +221,13 @@ def _log_analyses(metrics: dict[str, Any]) -> None:
         log.info("test-time augmentation (%d views): macro AUROC %s without, %s with (change %+.4f)",
                  tta["views"], _num(tta["macro_auroc_without"]), _num(tta["macro_auroc_with"]),
                  tta["macro_change"] or 0.0)  # fmt: skip
-    for gap in (metrics["subgroups"] or {}).get("gaps", []):
+    subgroups = metrics["subgroups"] or {"gaps": []}
+    no_interval = "[no interval: a group too small]" if subgroups.get("bootstrap", {}).get("resamples") else ""
+    for gap in subgroups["gaps"]:
         if gap["label"] == "macro" and gap["difference"] is not None:
             log.info("subgroups by %s: macro AUROC %s (%s) vs %s (%s), gap %.3f %s", gap["attribute"],
                      _num(gap["high_auroc"]), gap["high_group"], _num(gap["low_auroc"]), gap["low_group"],
-                     gap["difference"], _interval(gap["ci_low"], gap["ci_high"]))  # fmt: skip
+                     gap["difference"], _interval(gap["ci_low"], gap["ci_high"]) or no_interval)  # fmt: skip
 
 
 def _write_figures(
