@@ -1,5 +1,7 @@
 """``python -m medclf.prepare_chexpert``: a medclf manifest from the official label files of CheXpert.
 
+An alias of ``python -m medclf.prepare chexpert`` (``medclf-prepare chexpert``), kept for existing scripts.
+
 Example::
 
     python -m medclf.prepare_chexpert --csv train.csv --valid-csv valid.csv --root DIR --out data/chexpert.csv
@@ -9,17 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from medclf.cli import run_settings_command
-from medclf.config import PrepareChexpertConfig
+from medclf.prepare import run_data_set
 
 PROG = "python -m medclf.prepare_chexpert"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command; returns the exit status (0 ok, 2 bad input, 1 environment failure such as a full disk)."""
-    from medclf.workflows.prepare import prepare_chexpert
-
-    return run_settings_command(PrepareChexpertConfig, argv, PROG, __doc__.split("\n\n")[0], prepare_chexpert)
+    """Run ``medclf-prepare chexpert`` under this name; returns the exit status (0 ok, 2 bad input, 1 environment
+    failure such as a full disk)."""
+    return run_data_set("chexpert", argv, PROG)
 
 
 if __name__ == "__main__":

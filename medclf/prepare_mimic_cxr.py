@@ -1,5 +1,7 @@
 """``python -m medclf.prepare_mimic_cxr``: a medclf manifest from the official label files of MIMIC-CXR.
 
+An alias of ``python -m medclf.prepare mimic-cxr`` (``medclf-prepare mimic-cxr``), kept for existing scripts.
+
 Example::
 
     python -m medclf.prepare_mimic_cxr --chexpert-csv mimic-cxr-2.0.0-chexpert.csv \\
@@ -11,17 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from medclf.cli import run_settings_command
-from medclf.config import PrepareMimicCxrConfig
+from medclf.prepare import run_data_set
 
 PROG = "python -m medclf.prepare_mimic_cxr"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command; returns the exit status (0 ok, 2 bad input, 1 environment failure such as a full disk)."""
-    from medclf.workflows.prepare import prepare_mimic_cxr
-
-    return run_settings_command(PrepareMimicCxrConfig, argv, PROG, __doc__.split("\n\n")[0], prepare_mimic_cxr)
+    """Run ``medclf-prepare mimic-cxr`` under this name; returns the exit status (0 ok, 2 bad input, 1 environment
+    failure such as a full disk)."""
+    return run_data_set("mimic-cxr", argv, PROG)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ def test_every_command_has_a_console_script() -> None:
         "compare",
         "explain",
         "predict",
+        "prepare",
         "prepare_chexpert",
         "prepare_mimic_cxr",
         "prepare_nih",

@@ -23,12 +23,12 @@ import torch
 
 from medclf.compare import main as compare_main
 from medclf.data.manifest import NIH_LABELS, Manifest
-from medclf.data.nih import write_nih_manifest
 from medclf.errors import CheckpointError, ConfigError, RunLockedError, StorageError
 from medclf.model.checkpoint import load_checkpoint
 from medclf.predict import main as predict_main
 from medclf.reporting.comparison import read_predictions
 from medclf.reporting.files import atomic_write, neutralise_cell, restore_cell, write_csv
+from medclf.reporting.manifest_csv import write_manifest as write_nih_manifest
 from medclf.reporting.run_lock import LOCK_NAME, acquire_run_lock
 from medclf.reporting.tables import write_predictions
 from medclf.train import main as train_main

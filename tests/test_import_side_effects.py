@@ -27,7 +27,7 @@ filters = list(warnings.filters)
 names = ("", "medclf", "monai", "monai.data.nvimgcodec_pydicom_plugin", "PIL")
 levels = {name: logging.getLogger(name).level for name in names}
 from medclf import Manifest, TrainConfig, ValidateConfig, evaluate, load_checkpoint, train
-import medclf.workflows.explain, medclf.workflows.predict, medclf.data.nih
+import medclf.workflows.explain, medclf.workflows.predict, medclf.data.prepare.nih
 assert callable(train) and callable(evaluate) and callable(load_checkpoint)
 assert os.umask(0o027) == 0o027, "umask changed"
 assert warnings.filters == filters, "warnings filters changed"

@@ -12,10 +12,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from medclf.data.chexpert import prepare_chexpert_manifest, write_chexpert_manifest
-from medclf.data.cxr_labels import CXR_LABELS, CXR_OBSERVATIONS
-from medclf.data.mimic_cxr import prepare_mimic_cxr_manifest
+from medclf.data.prepare.chexpert import CXR_LABELS, CXR_OBSERVATIONS, prepare_chexpert_manifest
+from medclf.data.prepare.mimic_cxr import prepare_mimic_cxr_manifest
 from medclf.errors import ConfigError, ManifestError
+from medclf.reporting.manifest_csv import write_manifest as write_chexpert_manifest
 
 from .conftest import ROOT
 
@@ -266,3 +266,31 @@ def test_mimic_duplicate_image_or_study_names_both_rows(tmp_path: Path) -> None:
         prepare_mimic_cxr_manifest(**files, root=tmp_path)
     assert info.value.path == str(files["metadata_csv"])
     assert info.value.problems == ["row 7, column 'dicom_id': 'd2' repeats row 3 (one image twice)"]
+
+
+def test_prepare_command_writes_what_the_aliases_write(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from medclf.prepare import main as prepare_main
+    from medclf.prepare_chexpert import main as chexpert_main
+    from medclf.prepare_mimic_cxr import main as mimic_main
+
+    train, valid = _chexpert_train(tmp_path), _chexpert_valid(tmp_path)
+    files = _mimic_files(tmp_path)
+    chexpert = ["--csv", train, "--valid-csv", valid, "--root", tmp_path, "--views", "PA,AP", "--seed", "5"]
+    mimic = [f"--{k.replace('_', '-')}" if i == 0 else v for k, v in files.items() for i in range(2)]
+    mimic += ["--root", tmp_path, "--suffix", ".dcm"]
+    for name, alias, args in (("chexpert", chexpert_main, chexpert), ("mimic-cxr", mimic_main, mimic)):
+        args = [str(a) for a in args]
+        assert prepare_main([name, *args, "--out", str(tmp_path / "new" / "m.csv")]) == 0
+        new = capsys.readouterr().out.replace(str(tmp_path / "new"), "OUT")
+        assert alias([*args, "--out", str(tmp_path / "old" / "m.csv")]) == 0
+        old = capsys.readouterr().out.replace(str(tmp_path / "old"), "OUT")
+        assert (tmp_path / "new" / "m.csv").read_bytes() == (tmp_path / "old" / "m.csv").read_bytes(), name
+        assert new == old and "TEST" in new, name
+    # A leak between train.csv and valid.csv: one error line naming valid.csv, exit 2.
+    leaky = _chexpert_valid(tmp_path, patients=range(1, 3))
+    out = tmp_path / "leak.csv"
+    args = ["--csv", str(train), "--valid-csv", str(leaky), "--root", ".", "--out", str(out)]
+    assert prepare_main(["chexpert", *args]) == 2
+    printed = capsys.readouterr().out
+    assert printed.startswith("error: ") and str(leaky) in printed and "patient leakage" in printed
+    assert not out.exists()

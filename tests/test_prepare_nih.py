@@ -1,8 +1,9 @@
-"""NIH ChestX-ray14 manifest preparation (medclf.data.nih and scripts/prepare_nih.py), on the real label file."""
+"""NIH ChestX-ray14 manifest preparation (data.prepare.nih, medclf-prepare nih and aliases), on the real label file."""
 
 from __future__ import annotations
 
 import importlib.util
+import re
 import time
 from pathlib import Path
 
@@ -13,8 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from medclf.data.manifest import NIH_LABELS, Manifest
-from medclf.data.nih import MANIFEST_COLUMNS, NIH_FINDINGS, prepare_nih_manifest, write_nih_manifest
+from medclf.data.prepare.nih import MANIFEST_COLUMNS, NIH_FINDINGS, prepare_nih_manifest
 from medclf.errors import ConfigError, ManifestError
+from medclf.reporting.manifest_csv import write_manifest as write_nih_manifest
 
 from .conftest import ROOT, shared_path
 
@@ -36,7 +38,7 @@ def data_entry() -> Path:
 
 @pytest.fixture(scope="module")
 def raw(data_entry: Path) -> pd.DataFrame:
-    """The label file read directly, independently of medclf.data.nih."""
+    """The label file read directly, independently of medclf.data.prepare.nih."""
     return pd.read_csv(data_entry, dtype=str, keep_default_na=False)
 
 
@@ -217,3 +219,67 @@ def test_script_bad_input_returns_2(tmp_path: Path, capsys) -> None:
     assert script.main(["--data-entry", str(entry), *base, "--test-list", str(tmp_path / "nope.txt")]) == 2
     assert "nope.txt" in capsys.readouterr().out
     assert not out.exists()
+
+
+def test_prepare_command_nih_writes_what_the_alias_writes(tmp_path: Path, capsys) -> None:
+    from medclf.prepare import main as prepare_main
+    from medclf.prepare_nih import main as alias_main
+
+    rows = [f"{p:08d}_{k:03d}.png,{'Mass|Hernia' if k else 'No Finding'},{k},{p},50,M,PA" for p in range(1, 30)
+            for k in range(p % 3 + 1)]  # fmt: skip
+    entry = _write_entry(tmp_path / "d.csv", rows)
+    args = ["--data-entry", str(entry), "--images", str(tmp_path / "img"), "--seed", "4"]
+    assert prepare_main(["nih", *args, "--out", str(tmp_path / "new" / "nih.csv")]) == 0
+    new = capsys.readouterr().out
+    assert alias_main([*args, "--out", str(tmp_path / "old" / "nih.csv")]) == 0
+    old = capsys.readouterr().out
+    assert (tmp_path / "new" / "nih.csv").read_bytes() == (tmp_path / "old" / "nih.csv").read_bytes()
+    assert "hernia" in new and _same_output(new, tmp_path / "new") == _same_output(old, tmp_path / "old")
+    # Bad input: one error line naming the file, exit 2, nothing written.
+    assert prepare_main(["nih", "--data-entry", str(tmp_path / "missing.csv"), "--images", ".", "--out",
+                         str(tmp_path / "x.csv")]) == 2  # fmt: skip
+    printed = capsys.readouterr().out
+    assert printed.startswith("error: ") and "missing.csv" in printed and not (tmp_path / "x.csv").exists()
+
+
+def _same_output(printed: str, folder: Path) -> str:
+    """The console output with the output folder and the timing taken out."""
+    return re.sub(r" in \d+\.\d+ s", "", printed.replace(str(folder), "OUT"))
+
+
+def test_prepare_command_help_lists_the_data_sets_and_their_flags(capsys) -> None:
+    from medclf.prepare import DATA_SETS, main
+
+    with pytest.raises(SystemExit) as done:
+        main(["--help"])
+    assert done.value.code == 0
+    text = capsys.readouterr().out
+    assert all(f"\n  {name} " in text for name in ("nih", "chexpert", "mimic-cxr")) and "NAME --help" in text
+    for name, flag in (("nih", "--data-entry"), ("chexpert", "--valid-csv"), ("mimic-cxr", "--split-csv")):
+        with pytest.raises(SystemExit) as done:
+            main([name, "--help"])
+        text = capsys.readouterr().out
+        assert done.value.code == 0 and f"usage: python -m medclf.prepare {name} " in text and flag in text
+    for argv, message in (([], "required: NAME"), (["nhi"], "invalid choice: 'nhi'")):
+        with pytest.raises(SystemExit) as done:
+            main(argv)
+        assert done.value.code == 2 and message in capsys.readouterr().err
+    # Registered once: each entry names a settings dataclass and a workflow that exist.
+    from medclf import config
+    from medclf.workflows import prepare
+
+    for data_set in DATA_SETS.values():
+        assert callable(getattr(prepare, data_set.workflow)) and hasattr(getattr(config, data_set.settings), "out")
+
+
+def test_prepare_command_help_loads_nothing_heavy() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom medclf.prepare import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in ('torch', 'monai', 'pandas', 'medclf.config', 'medclf.workflows') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]

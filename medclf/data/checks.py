@@ -8,7 +8,8 @@ import pandas as pd
 
 from medclf.config import TrainConfig
 from medclf.data.loaders import cached_errors, scan_errors
-from medclf.data.manifest import SPLIT_COLUMN, SPLITS, Manifest
+from medclf.data.manifest import SPLITS, Manifest
+from medclf.data.prepare.common import patients_in_several_splits
 from medclf.data.sources import SOURCE_COLUMN
 from medclf.errors import ConfigError, ImageError, ManifestError
 from medclf.metrics.calibration import small_set_warnings
@@ -117,8 +118,7 @@ def check_patient_overlap(
     named = frame[frame[column].astype(str).str.strip() != ""]
     mixed = SOURCE_COLUMN in frame.columns and frame[SOURCE_COLUMN].nunique() > 1  # several data sets
     keys = [column] if shared_ids or not mixed else [SOURCE_COLUMN, column]
-    splits = named.groupby(keys)[SPLIT_COLUMN].agg(lambda s: sorted(set(s)))
-    shared = splits[splits.map(len) > 1]
+    shared = patients_in_several_splits(named, keys)
     if shared.empty:
         return
     examples = []

@@ -1,5 +1,9 @@
-"""The manifest preparation commands: official label files of NIH ChestX-ray14, CheXpert and MIMIC-CXR
--> a medclf manifest with a patient-wise split (checked for leakage), and a summary on the console.
+"""The manifest preparations of ``medclf-prepare``: official label files of NIH ChestX-ray14, CheXpert and
+MIMIC-CXR -> a medclf manifest with a patient-wise split (checked for leakage), and a summary on the console.
+
+Each function turns its settings into the plain arguments of its :mod:`medclf.data.prepare` module and
+writes the manifest through :func:`medclf.reporting.manifest_csv.write_manifest`; :mod:`medclf.prepare`
+registers it in ``DATA_SETS``.
 """
 
 from __future__ import annotations
@@ -9,11 +13,12 @@ import time
 from pathlib import Path
 
 from medclf.config import PrepareChexpertConfig, PrepareMimicCxrConfig, PrepareNihConfig
-from medclf.data.chexpert import prepare_chexpert_manifest, write_chexpert_manifest
-from medclf.data.cxr_labels import split_table
-from medclf.data.mimic_cxr import prepare_mimic_cxr_manifest, write_mimic_cxr_manifest
-from medclf.data.nih import positives_table, prepare_nih_manifest, write_nih_manifest
+from medclf.data.prepare.chexpert import prepare_chexpert_manifest
+from medclf.data.prepare.common import split_table
+from medclf.data.prepare.mimic_cxr import prepare_mimic_cxr_manifest
+from medclf.data.prepare.nih import positives_table, prepare_nih_manifest
 from medclf.errors import ConfigError
+from medclf.reporting.manifest_csv import write_manifest
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +36,7 @@ def prepare_nih(config: PrepareNihConfig) -> Path:
         split_fractions=_fractions(config.split),
         seed=config.seed,
     )
-    out = write_nih_manifest(frame, config.out)
+    out = write_manifest(frame, config.out)
     dropped = ", ".join(f"{k} {v}" for k, v in stats["dropped"].items()) or "none"
     log.info("%s\nkept %d of %d image(s); dropped: %s", positives_table(stats), stats["n_output"],
              stats["n_input"], dropped)  # fmt: skip
@@ -44,7 +49,7 @@ def prepare_chexpert(config: PrepareChexpertConfig) -> Path:
     frame = prepare_chexpert_manifest(
         config.csv, config.root, valid_csv=config.valid_csv or None, views=_views(config.views), seed=config.seed
     )
-    out = write_chexpert_manifest(frame, config.out)
+    out = write_manifest(frame, config.out)
     log.info("%s\nwrote %s", split_table(frame), out)
     return out
 
@@ -55,7 +60,7 @@ def prepare_mimic_cxr(config: PrepareMimicCxrConfig) -> Path:
         config.chexpert_csv, config.metadata_csv, config.split_csv, config.root, views=_views(config.views),
         suffix=config.suffix,
     )  # fmt: skip
-    out = write_mimic_cxr_manifest(frame, config.out)
+    out = write_manifest(frame, config.out)
     log.info("%s\nwrote %s", split_table(frame), out)
     return out
 

@@ -1,9 +1,11 @@
 """Build a medclf manifest from the official CheXpert label files (``train.csv``, ``valid.csv``).
 
-:func:`prepare_chexpert_manifest` keeps the 14 observations as in the source (1, 0, -1 uncertain, blank
-not mentioned) under lower-case names (:data:`~medclf.data.cxr_labels.CXR_LABELS`), splits the rows of
+:func:`prepare_chexpert_manifest` keeps the 14 observations of the CheXpert labeler as in the source
+(1, 0, -1 uncertain, blank not mentioned) under lower-case names (:data:`CXR_LABELS`, also used by
+:mod:`medclf.data.prepare.mimic_cxr`, whose labels come from the same labeler), splits the rows of
 ``train.csv`` patient-wise and at random into TRAIN/VALIDATION (and TEST without ``valid.csv``), and
-makes the rows of ``valid.csv`` TEST. :func:`write_chexpert_manifest` writes the result atomically.
+makes the rows of ``valid.csv`` TEST. :func:`medclf.reporting.manifest_csv.write_manifest` writes the
+result atomically.
 """
 
 from __future__ import annotations
@@ -16,22 +18,71 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from medclf.data import cxr_labels as cxr
 from medclf.data.manifest import IMAGE_COLUMN, SPLIT_COLUMN
+from medclf.data.prepare import common
 from medclf.errors import ManifestError
 
-__all__ = ["CHEXPERT_EXTRA_COLUMNS", "prepare_chexpert_manifest", "write_chexpert_manifest"]
+__all__ = ["CHEXPERT_EXTRA_COLUMNS", "CXR_LABELS", "CXR_OBSERVATIONS", "label_columns", "prepare_chexpert_manifest"]
 
 log = logging.getLogger(__name__)
+
+#: The 14 observation columns of CheXpert and of ``mimic-cxr-2.0.0-chexpert.csv``, in file order.
+CXR_OBSERVATIONS: tuple[str, ...] = (
+    "No Finding",
+    "Enlarged Cardiomediastinum",
+    "Cardiomegaly",
+    "Lung Opacity",
+    "Lung Lesion",
+    "Edema",
+    "Consolidation",
+    "Pneumonia",
+    "Atelectasis",
+    "Pneumothorax",
+    "Pleural Effusion",
+    "Pleural Other",
+    "Fracture",
+    "Support Devices",
+)
+
+
+def label_name(observation: str) -> str:
+    """The manifest column of an observation: lower case, spaces as underscores (``pleural_effusion``)."""
+    return "_".join(observation.strip().lower().split())
+
+
+#: The manifest label columns, in the order of :data:`CXR_OBSERVATIONS`.
+CXR_LABELS: tuple[str, ...] = tuple(label_name(o) for o in CXR_OBSERVATIONS)
+# Every spelling of a label cell accepted, and the text it is written as.
+_VALUES = {"1": "1", "1.0": "1", "0": "0", "0.0": "0", "-1": "-1", "-1.0": "-1", "": ""}
+
 
 #: Columns after the labels in a CheXpert manifest.
 CHEXPERT_EXTRA_COLUMNS: tuple[str, ...] = ("patient_id", "age", "sex", "view")
 _PATH = "Path"
-_REQUIRED = (_PATH, "Sex", "Age", "Frontal/Lateral", "AP/PA", *cxr.CXR_OBSERVATIONS)
+_REQUIRED = (_PATH, "Sex", "Age", "Frontal/Lateral", "AP/PA", *CXR_OBSERVATIONS)
 _PATIENT = r"(patient\d+)"
 
-#: Writes a manifest frame atomically as CSV (see :func:`medclf.data.nih.write_nih_manifest`).
-write_chexpert_manifest = cxr.write_cxr_manifest
+
+def label_columns(path: Path, raw: pd.DataFrame) -> pd.DataFrame:
+    """The 14 label columns of ``raw`` renamed (:data:`CXR_LABELS`), as text ``"1"``/``"0"``/``"-1"``/``""``.
+
+    Raises:
+        ManifestError: A cell is not 1, 0, -1 (optionally as ``1.0`` etc.) or blank; every such cell is
+            named by row and column.
+    """
+    labels = {}
+    problems = []
+    for observation, label in zip(CXR_OBSERVATIONS, CXR_LABELS, strict=True):
+        values = raw[observation].map(_VALUES)
+        bad = np.flatnonzero(values.isna().to_numpy())
+        for i in bad[: common.MAX_PROBLEMS]:
+            problems.append(
+                f"row {i + 2}, column {observation!r}: {raw[observation].iat[i]!r} is not 1, 0, -1 or blank"
+            )
+        labels[label] = values.to_numpy(dtype=object)
+    if problems:
+        raise ManifestError(path, problems)
+    return pd.DataFrame(labels, index=raw.index)
 
 
 def prepare_chexpert_manifest(
@@ -67,33 +118,33 @@ def prepare_chexpert_manifest(
             (e.g. in both ``train.csv`` and ``valid.csv``).
         ConfigError: ``fractions`` or ``views`` are invalid.
     """
-    shares = cxr.check_fractions(fractions)
-    wanted = cxr.check_views(views)
+    shares = common.check_fractions(fractions)
+    wanted = common.check_views(views)
     base = os.path.abspath(root).rstrip(os.sep) + os.sep
     train = _read(Path(csv), base)
     train = _filter_views(train, wanted)
     rng = np.random.default_rng(seed)
     if valid_csv is None:
-        train[SPLIT_COLUMN] = cxr.assign_patient_splits(train["patient_id"], shares, rng)
+        train[SPLIT_COLUMN] = common.assign_patient_splits(train["patient_id"], shares, rng)
         frame = train
     else:
         val_share = shares[1] / (shares[0] + shares[1])
-        train[SPLIT_COLUMN] = cxr.assign_patient_splits(train["patient_id"], (1 - val_share, val_share, 0.0), rng)
+        train[SPLIT_COLUMN] = common.assign_patient_splits(train["patient_id"], (1 - val_share, val_share, 0.0), rng)
         test = _filter_views(_read(Path(valid_csv), base), wanted)
         test[SPLIT_COLUMN] = "TEST"
         frame = pd.concat([train, test], ignore_index=True)
     source = csv if valid_csv is None else valid_csv
-    frame = cxr.finish_frame(frame, CHEXPERT_EXTRA_COLUMNS, source)
+    frame = common.finish_frame(frame, (*CXR_LABELS, *CHEXPERT_EXTRA_COLUMNS), source)
     log.info("CheXpert: %d image(s) of %d patient(s)", len(frame), frame["patient_id"].nunique())
     return frame
 
 
 def _read(path: Path, base: str) -> pd.DataFrame:
     """One CheXpert label file as a frame with image, labels and extra columns (no split yet)."""
-    raw = cxr.read_source_csv(path, _REQUIRED, "CheXpert label file")
-    cxr.check_not_blank(path, raw, (_PATH,))
-    cxr.check_unique(path, raw, _PATH, "image")
-    labels = cxr.label_columns(path, raw)
+    raw = common.read_source_csv(path, _REQUIRED, "CheXpert label file")
+    common.check_not_blank(path, raw, (_PATH,))
+    common.check_unique(path, raw, _PATH, "image")
+    labels = label_columns(path, raw)
     patient = raw[_PATH].str.extract(_PATIENT, expand=False)
     missing = np.flatnonzero(patient.isna().to_numpy())
     if len(missing):

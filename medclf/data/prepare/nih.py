@@ -1,11 +1,11 @@
 """Build a medclf manifest from the official NIH ChestX-ray14 label file.
 
 :func:`prepare_nih_manifest` reads ``Data_Entry_2017_v2020.csv`` (or ``.csv.gz``), turns ``Finding Labels``
-into the 14 lower-case label columns of :data:`~medclf.data.manifest.NIH_LABELS`, and assigns patient-wise
-TRAIN/VALIDATION/TEST splits, either from the official ``test_list.txt`` (and ``train_val_list.txt``) or
-at random. :func:`write_nih_manifest` writes the result. Everything is vectorised: the 112,120 rows of
-the full file take about a second. The reading and splitting helpers live in
-:mod:`medclf.data.nih_splits`; the names below are the public interface.
+into the 14 lower-case label columns of :data:`~medclf.data.manifest.NIH_LABELS` (through
+:mod:`medclf.data.prepare.nih_findings`), and assigns patient-wise TRAIN/VALIDATION/TEST splits, either
+from the official ``test_list.txt`` (and ``train_val_list.txt``) or at random.
+:func:`medclf.reporting.manifest_csv.write_manifest` writes the result. Everything is vectorised: the
+112,120 rows of the full file take about a second.
 """
 
 from __future__ import annotations
@@ -16,24 +16,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from medclf.data.manifest import IMAGE_COLUMN, NIH_LABELS, SPLITS
-from medclf.data.nih_splits import (
-    EXTRA_COLUMNS,
-    MANIFEST_COLUMNS,
-    NIH_FINDINGS,
-    NO_FINDING,
-    apply_official_lists,
-    assign_splits,
-    check_fractions,
-    check_views,
-    files_in,
-    read_label_file,
-    split_stats,
-)
+from medclf.data.prepare.common import MAX_PROBLEMS, assign_patients, check_fractions, check_no_leakage, check_views
+from medclf.data.prepare.nih_findings import EXTRA_COLUMNS, MANIFEST_COLUMNS, NIH_FINDINGS, NO_FINDING, read_label_file
 from medclf.errors import ConfigError, ManifestError
-from medclf.reporting.files import atomic_write, neutralise_cell
 
 __all__ = [
     "EXTRA_COLUMNS",
@@ -42,7 +31,7 @@ __all__ = [
     "NO_FINDING",
     "positives_table",
     "prepare_nih_manifest",
-    "write_nih_manifest",
+    "split_stats",
 ]
 
 log = logging.getLogger(__name__)
@@ -134,30 +123,6 @@ def _filter(
     return frame, split
 
 
-def write_nih_manifest(frame: pd.DataFrame, out: str | os.PathLike) -> Path:
-    """Write a manifest frame atomically as CSV (through :func:`medclf.reporting.files.atomic_write`).
-
-    Image paths under the CSV's folder are written relative to it (so that the folder can move as a
-    whole); all others stay absolute. Text cells that a spreadsheet would run as a formula get a leading
-    ``'`` (:func:`~medclf.reporting.files.neutralise_cell`), which the manifest reader removes from ``image``.
-
-    Returns:
-        The CSV path.
-    """
-    out = Path(out)
-    folder = os.path.abspath(out.parent)
-    frame = frame.copy()
-    parts = frame[IMAGE_COLUMN].str.rpartition(os.sep)
-    mapping = {d: _relative_dir(d, folder) for d in parts[0].unique()}
-    frame[IMAGE_COLUMN] = parts[0].map(mapping) + parts[2]
-    for column in frame.select_dtypes(include=["object", "string"]).columns:  # numbers (labels 0/1) stay numbers
-        frame[column] = frame[column].map(neutralise_cell)
-    with atomic_write(out, "w", encoding="utf-8", newline="") as f:
-        frame.to_csv(f, index=False, lineterminator="\n")
-    log.info("wrote %d image(s) to %s", len(frame), out)
-    return out
-
-
 def positives_table(stats: dict[str, Any]) -> str:
     """Per-split, per-label positive counts, image and patient counts as a plain-text table."""
     header = ["", *SPLITS, "total"]
@@ -176,14 +141,116 @@ def positives_table(stats: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _relative_dir(directory: str, folder: str) -> str:
-    """``directory`` + separator, relative to ``folder`` when it lies inside it, else as is."""
+def apply_official_lists(
+    frame: pd.DataFrame,
+    split: pd.Series,
+    test_list: Path,
+    train_val_list: Path | None,
+    dropped: dict[str, int],
+) -> tuple[pd.DataFrame, pd.Series]:
+    """Mark the images of ``test_list`` TEST; with ``train_val_list``, drop images in neither list."""
+    test_names = _read_list(test_list)
+    in_test = frame["name"].isin(test_names)
+    _warn_unmatched(test_list, test_names, frame["name"])
+    split = split.copy()
+    split[in_test] = "TEST"
+    keep = pd.Series(True, index=frame.index)
+    if train_val_list is not None:
+        tv_names = _read_list(train_val_list)
+        _warn_unmatched(train_val_list, tv_names, frame["name"])
+        in_tv = frame["name"].isin(tv_names)
+        both = frame["name"][in_test & in_tv]
+        if len(both):
+            raise ManifestError(
+                test_list,
+                [f"image {n} is in both the test list and the train/val list {train_val_list}" for n in both],
+            )
+        keep = in_test | in_tv
+    dropped["not_in_lists"] = int((~keep).sum())
+    return frame[keep], split[keep]
+
+
+def _read_list(path: Path) -> set[str]:
+    if not path.is_file():
+        raise ManifestError(path, [f"file not found: {path}"])
     try:
-        relative = os.path.relpath(directory, folder)
-    except ValueError:  # another drive on Windows
-        return directory + os.sep
-    if relative == os.curdir:
-        return ""
-    if relative == os.pardir or relative.startswith(os.pardir + os.sep):
-        return directory + os.sep
-    return relative + os.sep
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ManifestError(path, [f"cannot read the image list: {e}"]) from None
+    names = {line.strip() for line in text.splitlines() if line.strip()}
+    if not names:
+        raise ManifestError(path, ["the image list is empty"])
+    return names
+
+
+def _warn_unmatched(path: Path, names: set[str], known: pd.Series) -> None:
+    unmatched = names - set(known)
+    if unmatched:
+        example = ", ".join(sorted(unmatched)[:3])
+        log.warning("%s: %d name(s) are not in the label file (e.g. %s), ignored", path, len(unmatched), example)
+
+
+def files_in(folder: Path) -> set[str]:
+    """Names of the plain files directly in ``folder``."""
+    if not folder.is_dir():
+        raise ManifestError(folder, [f"images folder not found: {folder}"])
+    with os.scandir(folder) as entries:
+        return {e.name for e in entries if e.is_file()}
+
+
+def assign_splits(
+    data_entry: Path,
+    frame: pd.DataFrame,
+    split: pd.Series,
+    fractions: tuple[float, float, float],
+    test_list: Path | None,
+    seed: int,
+) -> pd.DataFrame:
+    """``frame`` with a ``split`` column: TEST from the list or at random, then VALIDATION, then TRAIN.
+
+    Every assignment is by whole patients; a patient in two splits raises :class:`ManifestError`.
+    """
+    rng = np.random.default_rng(seed)
+    if test_list is not None:
+        _check_lists_patientwise(test_list, frame, split)
+    else:
+        split = assign_patients(frame["patient_id"], split, "TEST", fractions[2] * len(frame), rng)
+    split = assign_patients(frame["patient_id"], split, "VALIDATION", fractions[1] * len(frame), rng)
+    split = split.copy()
+    split[split == ""] = "TRAIN"
+    frame = frame.assign(split=split.to_numpy())
+    check_no_leakage(data_entry, frame)
+    return frame
+
+
+def _check_lists_patientwise(test_list: Path, frame: pd.DataFrame, split: pd.Series) -> None:
+    is_test = split == "TEST"
+    test_patients = set(frame["patient_id"][is_test])
+    mixed = frame[~is_test & frame["patient_id"].isin(test_patients)]
+    if mixed.empty:
+        return
+    problems = []
+    for patient, part in list(mixed.groupby("patient_id", sort=True))[:MAX_PROBLEMS]:
+        n_test = int((is_test & (frame["patient_id"] == patient)).sum())
+        problems.append(
+            f"patient {patient} has {n_test} image(s) in the test list and {len(part)} outside it "
+            f"(e.g. {', '.join(part['name'].head(3))}); the lists are not patient-wise"
+        )
+    raise ManifestError(test_list, problems)
+
+
+def split_stats(frame: pd.DataFrame) -> dict[str, Any]:
+    """``n_output`` and per-split ``images``, ``patients`` and per-label ``positives`` of a manifest frame."""
+    by_split = frame.groupby("split")
+    images = by_split.size()
+    patients = by_split["patient_id"].nunique()
+    positives = by_split[list(NIH_LABELS)].sum()
+    return {
+        "n_output": len(frame),
+        "images": {s: int(images.get(s, 0)) for s in SPLITS},
+        "patients": {s: int(patients.get(s, 0)) for s in SPLITS},
+        "positives": {
+            s: {label: int(positives.at[s, label]) if s in positives.index else 0 for label in NIH_LABELS}
+            for s in SPLITS
+        },
+    }

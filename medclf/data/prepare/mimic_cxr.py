@@ -4,7 +4,8 @@
 ``dicom_id``) with the official ``mimic-cxr-2.0.0-split.csv`` and with the study labels of
 ``mimic-cxr-2.0.0-chexpert.csv``: one manifest row per image, carrying its study's 14 labels as in the
 source (1, 0, -1 uncertain, blank not mentioned) and the official split (train -> TRAIN, validate ->
-VALIDATION, test -> TEST). :func:`write_mimic_cxr_manifest` writes the result atomically.
+VALIDATION, test -> TEST). :func:`medclf.reporting.manifest_csv.write_manifest` writes the result
+atomically.
 """
 
 from __future__ import annotations
@@ -17,22 +18,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from medclf.data.cxr_labels import (
-    CXR_LABELS,
-    CXR_OBSERVATIONS,
+from medclf.data.manifest import IMAGE_COLUMN, SPLIT_COLUMN
+from medclf.data.prepare.chexpert import CXR_LABELS, CXR_OBSERVATIONS, label_columns
+from medclf.data.prepare.common import (
     MAX_PROBLEMS,
     check_not_blank,
     check_unique,
     check_views,
     finish_frame,
-    label_columns,
     read_source_csv,
-    write_cxr_manifest,
 )
-from medclf.data.manifest import IMAGE_COLUMN, SPLIT_COLUMN
 from medclf.errors import ConfigError, ManifestError
 
-__all__ = ["MIMIC_EXTRA_COLUMNS", "SUFFIXES", "prepare_mimic_cxr_manifest", "write_mimic_cxr_manifest"]
+__all__ = ["MIMIC_EXTRA_COLUMNS", "SUFFIXES", "prepare_mimic_cxr_manifest"]
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +40,6 @@ MIMIC_EXTRA_COLUMNS: tuple[str, ...] = ("patient_id", "study_id", "dicom_id", "v
 SUFFIXES: tuple[str, ...] = (".jpg", ".dcm")
 _IDS = ("subject_id", "study_id")
 _SPLITS = {"train": "TRAIN", "validate": "VALIDATION", "test": "TEST"}
-
-#: Writes a manifest frame atomically as CSV (see :func:`medclf.data.nih.write_nih_manifest`).
-write_mimic_cxr_manifest = write_cxr_manifest
 
 
 def prepare_mimic_cxr_manifest(
@@ -101,7 +96,7 @@ def prepare_mimic_cxr_manifest(
         base + "p" + subject.str[:2] + os.sep + "p" + subject + os.sep + "s" + frame["study_id"] + os.sep
     ) + (frame["dicom_id"] + suffix)
     frame["patient_id"] = subject
-    frame = finish_frame(frame, MIMIC_EXTRA_COLUMNS, split_csv)
+    frame = finish_frame(frame, (*CXR_LABELS, *MIMIC_EXTRA_COLUMNS), split_csv)
     log.info("MIMIC-CXR: %d image(s) of %d patient(s)", len(frame), frame["patient_id"].nunique())
     return frame
 
