@@ -11,17 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from medclf.cli import run_settings_command
+from medclf.cli import lazy, run_settings_command
 from medclf.config import PrepareMimicCxrConfig
 
 PROG = "python -m medclf.prepare_mimic_cxr"
+_WORKFLOW = lazy("medclf.workflows.prepare", "prepare_mimic_cxr")  # loaded after the flags are parsed
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; returns the exit status (0 ok, 2 bad input, 1 environment failure such as a full disk)."""
-    from medclf.workflows.prepare import prepare_mimic_cxr
-
-    return run_settings_command(PrepareMimicCxrConfig, argv, PROG, __doc__.split("\n\n")[0], prepare_mimic_cxr)
+    return run_settings_command(PrepareMimicCxrConfig, argv, PROG, __doc__.split("\n\n")[0], _WORKFLOW)
 
 
 if __name__ == "__main__":

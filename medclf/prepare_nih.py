@@ -9,17 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from medclf.cli import run_settings_command
+from medclf.cli import lazy, run_settings_command
 from medclf.config import PrepareNihConfig
 
 PROG = "python -m medclf.prepare_nih"
+_WORKFLOW = lazy("medclf.workflows.prepare", "prepare_nih")  # loaded after the flags are parsed
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; returns the exit status (0 ok, 2 bad input, 1 environment failure such as a full disk)."""
-    from medclf.workflows.prepare import prepare_nih
-
-    return run_settings_command(PrepareNihConfig, argv, PROG, __doc__.split("\n\n")[0], prepare_nih)
+    return run_settings_command(PrepareNihConfig, argv, PROG, __doc__.split("\n\n")[0], _WORKFLOW)
 
 
 if __name__ == "__main__":

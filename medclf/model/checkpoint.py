@@ -23,8 +23,7 @@ from torch import nn
 from medclf.errors import CheckpointError, describe_os_error
 from medclf.model.networks import build_model
 from medclf.reporting.files import atomic_write
-from medclf.reporting.run_lock import LOCK_NAME
-from medclf.reporting.run_log import RUN_MARKERS
+from medclf.reporting.run_lock import LOCK_NAME, RUN_MARKERS
 
 log = logging.getLogger(__name__)
 
