@@ -31,7 +31,7 @@ _EXPORTS = {
     "Manifest": "medclf.data.manifest",
     "ManifestError": "medclf.errors",
     "MedclfError": "medclf.errors",
-    "NIH_LABELS": "medclf.data.manifest",
+    "NIH_LABELS": "medclf.config.choices",
     "PredictConfig": "medclf.config",
     "PredictionResult": "medclf.workflows.predict",
     "TrainConfig": "medclf.config",

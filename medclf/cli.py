@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import logging
 import os
 import re
@@ -20,6 +21,7 @@ from medclf import __version__
 from medclf.config import HELP_GROUPS, field_types, make_settings, read_settings_file
 from medclf.engine.signals import Interrupted, raise_on_signals
 from medclf.errors import MedclfError, describe_os_error
+from medclf.model.registry import model_names
 
 T = TypeVar("T")
 log = logging.getLogger("medclf")
@@ -65,8 +67,10 @@ def _flag_options(f: dataclasses.Field, kind: Any) -> dict[str, Any]:
         kwargs.update(nargs="+", action="extend", metavar="PATH" if f.name == "csv" else "NAME")
     else:
         kwargs["type"] = kind
-        if f.metadata.get("choices"):
-            kwargs["choices"] = f.metadata["choices"]
+        # Model names come from the registry, which sits above the settings (and loads no torch).
+        choices = f.metadata.get("choices") or (model_names() if f.name == "model" else None)
+        if choices:
+            kwargs["choices"] = choices
             if f.name == "split":
                 kwargs["type"] = str.upper
     return kwargs
@@ -178,6 +182,16 @@ def _os_error_message(error: OSError) -> str:
         if blocker is not None:
             return f"cannot create {path}: {blocker} is a file, not a folder (it is left unchanged)"
     return f"{where}: {describe_os_error(error)}"
+
+
+def lazy(module: str, name: str) -> Callable[..., Any]:
+    """A function that imports ``module`` and calls its ``name`` only when called, so that a command's
+    ``--help`` and ``--version`` load neither torch nor MONAI."""
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return getattr(importlib.import_module(module), name)(*args, **kwargs)
+
+    return call
 
 
 def run_settings_command(

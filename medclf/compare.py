@@ -10,11 +10,11 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from medclf.cli import run_settings_command
+from medclf.cli import lazy, run_settings_command
 from medclf.config import CompareConfig, field_types
-from medclf.workflows.compare import compare
 
 PROG = "python -m medclf.compare"
+_WORKFLOW = lazy("medclf.workflows.compare", "compare")  # loaded after the flags are parsed
 
 
 def positional_to_flags(argv: Sequence[str]) -> list[str]:
@@ -46,7 +46,7 @@ def positional_to_flags(argv: Sequence[str]) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; returns the exit status (0 ok, 2 bad input, 1 environment failure such as a full disk)."""
     argv = positional_to_flags(sys.argv[1:] if argv is None else argv)
-    return run_settings_command(CompareConfig, argv, PROG, __doc__.split("\n\n")[0], compare)
+    return run_settings_command(CompareConfig, argv, PROG, __doc__.split("\n\n")[0], _WORKFLOW)
 
 
 if __name__ == "__main__":

@@ -10,16 +10,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from medclf.cli import run_settings_command
+from medclf.cli import lazy, run_settings_command
 from medclf.config import ExplainConfig
-from medclf.workflows.explain import explain_image
 
 log = logging.getLogger("medclf.explain")  # not __name__: that is "__main__" under python -m
 PROG = "python -m medclf.explain"
 
 
 def _run(config: ExplainConfig) -> None:
-    result = explain_image(config)
+    result = lazy("medclf.workflows.explain", "explain_image")(config)
     for label, path in result["files"].items():
         log.info("%s  p=%.4f  %s", label, result["probabilities"][label], path)
 

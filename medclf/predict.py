@@ -10,16 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from medclf.cli import run_settings_command
+from medclf.cli import lazy, run_settings_command
 from medclf.config import PredictConfig
-from medclf.workflows.predict import predict_images
 
 PROG = "python -m medclf.predict"
+_WORKFLOW = lazy("medclf.workflows.predict", "predict_images")  # loaded after the flags are parsed
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; returns the exit status (0 ok, 2 bad input, 1 environment failure such as a full disk)."""
-    return run_settings_command(PredictConfig, argv, PROG, __doc__.split("\n\n")[0], predict_images)
+    return run_settings_command(PredictConfig, argv, PROG, __doc__.split("\n\n")[0], _WORKFLOW)
 
 
 if __name__ == "__main__":

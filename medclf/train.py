@@ -18,8 +18,6 @@ from typing import Any
 
 from medclf.cli import parse_flags, run_command, settings_from_flags, setup_logging
 from medclf.config import TrainConfig
-from medclf.model.checkpoint import load_checkpoint, resolve_checkpoint_path
-from medclf.workflows.train import train
 
 log = logging.getLogger("medclf.train")
 PROG = "python -m medclf.train"
@@ -31,6 +29,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     given = parse_flags(TrainConfig, argv, PROG, __doc__.split("\n\n")[0])
 
     def body() -> int:
+        # torch and MONAI load only now, after the flags: --help and --version answer at once.
+        from medclf.model.checkpoint import load_checkpoint, resolve_checkpoint_path
+        from medclf.workflows.train import train
+
         base: dict[str, Any] = {}
         if given.get("resume"):
             # A resumed run keeps its saved settings; flags given now (e.g. --epochs) override them.
@@ -59,6 +61,8 @@ class _CallableModule(types.ModuleType):
     working either way."""
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from medclf.workflows.train import train
+
         return train(*args, **kwargs)
 
 

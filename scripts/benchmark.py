@@ -35,10 +35,10 @@ from torch import nn
 
 from medclf.data.augment import AffineFlip
 from medclf.data.loaders import EpochBatchSampler, build_dataset, collate_samples, make_loader
+from medclf.data.seeds import generator
 from medclf.data.transforms import ToGrayscaled, preprocessing
 from medclf.engine.device import amp_settings, autocast, prepare_batch
 from medclf.engine.loops import train_one_epoch
-from medclf.engine.seeding import generator
 from medclf.metrics.bootstrap import bootstrap_auroc, rank_auroc
 from medclf.model.networks import build_model
 

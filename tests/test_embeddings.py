@@ -15,8 +15,8 @@ from medclf.data.loaders import build_dataset, make_loader
 from medclf.data.manifest import Manifest
 from medclf.data.synthetic import make_synthetic_dataset
 from medclf.data.transforms import preprocessing
+from medclf.engine.features import classifier_layer, collect_embeddings, first_layer_filters, penultimate_features
 from medclf.metrics.projection import project_2d, subsample, top_positive_labels, tsne_perplexity
-from medclf.model.features import classifier_layer, collect_embeddings, first_layer_filters, penultimate_features
 from medclf.model.networks import build_model
 from medclf.reporting.embeddings import embeddings_figure, filter_mosaic, metadata_table, write_projector
 from medclf.reporting.figures import figure_png

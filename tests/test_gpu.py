@@ -200,9 +200,9 @@ def test_compiled_model_trains(gpu_csv: Path, tmp_path: Path, monkeypatch: pytes
 
 def test_augmentation_and_scaling_on_cuda_match_cpu() -> None:
     from medclf.data.augment import AffineFlip, apply_view, tta_views
+    from medclf.data.seeds import generator
     from medclf.data.transforms import to_unit_range
     from medclf.engine.device import prepare_batch
-    from medclf.engine.seeding import generator
 
     g = torch.Generator().manual_seed(0)
     u8 = torch.randint(0, 256, (6, 1, 40, 40), generator=g, dtype=torch.uint8)

@@ -4,7 +4,7 @@ MONAI's random dictionary transforms work on one image at a time on the CPU; at 
 not the network, becomes the bottleneck. This module draws one small affine transform (rotation, zoom,
 shift) and an optional horizontal flip per image and applies all of them with a single ``grid_sample``
 call, on whatever device the batch is on. Parameters come from a seeded generator, so a step's
-augmentation is reproducible (see :mod:`medclf.engine.seeding`).
+augmentation is reproducible (see :mod:`medclf.data.seeds`).
 """
 
 from __future__ import annotations

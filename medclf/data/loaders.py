@@ -19,8 +19,8 @@ from monai.data import CacheDataset, Dataset, PersistentDataset, ThreadDataLoade
 from monai.transforms import Compose
 from torch.utils.data import DataLoader, Sampler
 
+from medclf.data.seeds import generator
 from medclf.data.transforms import SkipUnreadable, as_uint16
-from medclf.engine.seeding import generator
 
 log = logging.getLogger(__name__)
 

@@ -16,30 +16,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from medclf.config.choices import NIH_LABELS, SPLITS, UNCERTAIN_POLICIES
 from medclf.data.csv_cells import read_csv_cells
 from medclf.data.label_columns import case_hint, rename_columns
 from medclf.errors import ManifestError
 from medclf.reporting.files import restore_cell
 
-#: The 14 findings of NIH ChestX-ray14, as manifest column names.
-NIH_LABELS: tuple[str, ...] = (
-    "atelectasis",
-    "cardiomegaly",
-    "effusion",
-    "infiltration",
-    "mass",
-    "nodule",
-    "pneumonia",
-    "pneumothorax",
-    "consolidation",
-    "edema",
-    "emphysema",
-    "fibrosis",
-    "pleural_thickening",
-    "hernia",
-)
-
-SPLITS: tuple[str, ...] = ("TRAIN", "VALIDATION", "TEST")
 IMAGE_COLUMN = "image"
 SPLIT_COLUMN = "split"
 # Keys that the data pipeline puts in each sample; a label may not shadow them.
@@ -48,8 +30,6 @@ _TRUE = frozenset({"1", "1.0"})
 _FALSE = frozenset({"0", "0.0"})
 _UNCERTAIN = frozenset({"-1", "-1.0"})
 _MISSING = frozenset({"", "nan"})
-#: How an uncertain (-1) label is used (Irvin et al., CheXpert, 2019): masked, positive or negative.
-UNCERTAIN_POLICIES: tuple[str, ...] = ("ignore", "ones", "zeros")
 
 
 @dataclass(frozen=True)

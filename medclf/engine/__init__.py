@@ -1,1 +1,1 @@
-"""Engine: the epoch and inference loops, device and mixed precision, seeding, distributed training."""
+"""Engine: epoch and inference loops, penultimate-layer features, device and AMP, seeding, distributed training."""

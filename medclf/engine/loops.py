@@ -131,7 +131,8 @@ def train_one_epoch(
     """
     state = progress or EpochProgress()
     pending = _PendingLosses()
-    model.train()
+    if not model.training:  # not .train() regardless: it would undo a frozen backbone's eval mode
+        model.train()
     bar = tqdm(loader, desc=desc, total=total, disable=not show_progress, leave=False, dynamic_ncols=True)
     for batch in bar:
         state.skipped += batch["skipped"]

@@ -3,7 +3,8 @@
 Randomness during training is drawn from generators seeded by (seed, epoch, step), not from a stream
 that runs across the whole run. An epoch's data order and a step's augmentation therefore depend only on
 where they are, which is what makes a resumed run, a mid-epoch resume and a run with more data workers
-repeat an uninterrupted one exactly.
+repeat an uninterrupted one exactly. The per-use generators are in :mod:`medclf.data.seeds`; this
+module seeds the process and saves and restores its random states.
 """
 
 from __future__ import annotations
@@ -14,19 +15,6 @@ from typing import Any
 import numpy as np
 import torch
 from monai.utils import set_determinism
-
-
-def derive_seed(*keys: int) -> int:
-    """A 63-bit seed that depends on every key (numpy's SeedSequence mixing)."""
-    state = np.random.SeedSequence([int(k) & 0xFFFFFFFF for k in keys]).generate_state(2, dtype=np.uint32)
-    return (int(state[0]) << 31) ^ int(state[1])
-
-
-def generator(*keys: int, device: str | torch.device = "cpu") -> torch.Generator:
-    """A torch generator seeded with :func:`derive_seed` of the keys."""
-    g = torch.Generator(device=device)
-    g.manual_seed(derive_seed(*keys))
-    return g
 
 
 def seed_everything(seed: int, deterministic_cuda: bool = False) -> None:

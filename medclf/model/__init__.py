@@ -1,1 +1,1 @@
-"""Model: networks, local pretrained weights, checkpoints and Grad-CAM."""
+"""Model: the architecture registry and its families (DenseNet, ResNet), pretrained weights, checkpoints, Grad-CAM."""

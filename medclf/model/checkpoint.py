@@ -21,8 +21,7 @@ from medclf.errors import CheckpointError
 from medclf.model.networks import build_model
 from medclf.model.safe_load import load_weights_only
 from medclf.reporting.files import atomic_write
-from medclf.reporting.run_lock import LOCK_NAME
-from medclf.reporting.run_log import RUN_MARKERS
+from medclf.reporting.run_lock import LOCK_NAME, RUN_MARKERS
 
 log = logging.getLogger(__name__)
 

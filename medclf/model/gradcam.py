@@ -17,12 +17,11 @@ from torch import nn
 
 from medclf.errors import ConfigError
 from medclf.model.networks import unwrap_model
-
-TARGET_LAYER = "class_layers.relu"  # MONAI DenseNet: last dense features, before global pooling
+from medclf.model.registry import architecture_of
 
 
 def gradcam_heatmap(
-    model: nn.Module, image: torch.Tensor, label_index: int, *, target_layer: str = TARGET_LAYER
+    model: nn.Module, image: torch.Tensor, label_index: int, *, target_layer: str | None = None
 ) -> np.ndarray:
     """Grad-CAM of one label's logit, upsampled to the image size.
 
@@ -30,13 +29,15 @@ def gradcam_heatmap(
         model: A medclf network (in eval mode; it is not modified).
         image: Preprocessed image, (C, S, S) or (1, C, S, S), as from :func:`medclf.data.transforms.load_image`.
         label_index: Output (logit) to explain.
-        target_layer: Name of the module whose activations and gradients are used.
+        target_layer: Name of the module whose activations and gradients are used (default: the
+            architecture's ``gradcam_layer`` in :mod:`medclf.model.registry`).
 
     Returns:
         (S, S) float32 array in [0, 1] (min-max scaled); all zeros when the map is flat or not finite,
         for example for a constant image.
     """
     net = copy.deepcopy(unwrap_model(model)).eval()
+    target_layer = target_layer or architecture_of(net).gradcam_layer
     names = [name for name, _ in net.named_modules()]
     if target_layer not in names:
         shown = ", ".join(n for n in names if n.count(".") == 1)

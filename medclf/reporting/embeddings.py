@@ -149,7 +149,7 @@ def embeddings_figure(
         tsne_xy: (N, 2) t-SNE coordinates, same rows.
         targets: (N, L) 1, 0 or NaN (unknown); or None.
         labels: The L label names.
-        filters: (out, in, k, k) first-layer convolution weights (:func:`medclf.model.features.first_layer_filters`),
+        filters: (out, in, k, k) first-layer convolution weights (:func:`medclf.engine.features.first_layer_filters`),
             or None for no filter panel.
         max_labels: Labels shown at most.
     """

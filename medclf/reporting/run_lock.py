@@ -27,6 +27,8 @@ except ImportError:  # Windows
 log = logging.getLogger(__name__)
 
 LOCK_NAME = ".medclf.lock"
+#: Files that show a folder holds a run (checkpoints or metrics).
+RUN_MARKERS = ("last.pt", "best.pt", "metrics.csv")
 _HELD = (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
 
 

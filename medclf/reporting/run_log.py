@@ -12,12 +12,9 @@ from typing import Any
 
 from medclf.errors import ConfigError
 from medclf.reporting.files import make_folder, remove_created, write_csv, write_json
-from medclf.reporting.run_lock import RunLock, acquire_run_lock
+from medclf.reporting.run_lock import RUN_MARKERS, RunLock, acquire_run_lock
 
 log = logging.getLogger(__name__)
-
-
-RUN_MARKERS = ("last.pt", "best.pt", "metrics.csv")
 
 
 def default_run_dir(root: str | Path = "runs") -> Path:

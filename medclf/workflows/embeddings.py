@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from medclf.config import ValidateConfig
+from medclf.engine.features import collect_embeddings, first_layer_filters
 from medclf.engine.loops import Inference
 from medclf.metrics.projection import project_2d, subsample
 from medclf.model.checkpoint import Checkpoint
-from medclf.model.features import collect_embeddings, first_layer_filters
 from medclf.reporting.embeddings import embeddings_figure, metadata_table, write_projector
 from medclf.reporting.files import save_figure
 from medclf.workflows.inference import inference_parts

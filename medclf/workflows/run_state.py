@@ -40,7 +40,7 @@ from medclf.model.checkpoint import (
     resolve_checkpoint_path,
 )
 from medclf.model.networks import build_model, count_parameters
-from medclf.model.pretrained import load_torchvision_densenet
+from medclf.model.registry import architecture, pretrained_loader
 from medclf.reporting.provenance import provenance
 from medclf.reporting.run_lock import RunLock
 from medclf.reporting.run_log import RunLogger, claim_run_dir, default_run_dir, save_config, save_label_counts
@@ -101,6 +101,9 @@ class Run:
 
 def set_up(config: TrainConfig, world: World, device: torch.device) -> tuple[Run, TrainState]:
     """Run folder, resumed state, data, model and optimisation, in the order that keeps runs repeatable."""
+    architecture(config.model)  # an unknown --model, or --pretrained for it without a loader, is refused
+    if config.pretrained and not config.resume:  # before a run folder is claimed
+        pretrained_loader(config.model, config.pretrained)
     resumed = load_checkpoint(config.resume) if config.resume else None
     if resumed:
         check_compatible(resumed, labels=config.labels, image_size=config.image_size, model_name=config.model)
@@ -173,7 +176,7 @@ def _build(config: TrainConfig, world: World, device: torch.device, run_dir: Pat
 
     net = build_model(config.model, len(manifest.labels))
     if config.pretrained and not resumed:  # a resumed run's weights come from its checkpoint
-        load_torchvision_densenet(net, config.pretrained)
+        pretrained_loader(config.model, config.pretrained)(net, config.pretrained)
     channels_last = config.channels_last and device.type == "cuda"
     net = net.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
     weights = pos_weight(manifest.targets("TRAIN", config.uncertain)).to(device) if config.pos_weight else None

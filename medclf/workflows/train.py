@@ -22,6 +22,7 @@ import torch
 from medclf.config import TrainConfig
 from medclf.data.augment import AffineFlip
 from medclf.data.checks import warn_skipped
+from medclf.data.seeds import generator
 from medclf.engine import loops
 from medclf.engine.device import resolve_device
 from medclf.engine.distributed import (
@@ -35,7 +36,6 @@ from medclf.engine.distributed import (
 )
 from medclf.engine.loops import EpochProgress, Inference, check_finite, infer
 from medclf.engine.optim import wrap_model
-from medclf.engine.seeding import generator
 from medclf.engine.signals import stop_on_signals
 from medclf.errors import ConfigError, StorageError
 from medclf.metrics.auroc import classification_metrics, youden_thresholds

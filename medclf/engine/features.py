@@ -1,8 +1,8 @@
 """Penultimate-layer features (what the classifier's final ``nn.Linear`` sees) and first-layer filters.
 
-Features are read with a forward pre-hook on the last ``nn.Linear`` of the unwrapped network, so they
-are exactly the classifier's input (for MONAI DenseNets: ReLU, global average pooling and flatten of the
-last dense block) and any network whose last layer is an ``nn.Linear`` works. Images take the path of
+Features are read with a forward pre-hook on the architecture's ``feature_layer`` (the last ``nn.Linear``
+of a network not registered) of the unwrapped network, so they are exactly the classifier's input (for
+MONAI DenseNets: ReLU, global average pooling and flatten of the last dense block). Images take the path of
 :func:`medclf.engine.loops.infer`: :func:`~medclf.engine.device.prepare_batch` (uint8/uint16 to [0, 1] on
 the device), then autocast when ``amp_dtype`` is set.
 """
@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from medclf.data.transforms import to_unit_range
 from medclf.engine.device import autocast, prepare_batch
 from medclf.model.networks import unwrap_model
+from medclf.model.registry import architecture_of
 
 #: Called with (batch or tensor as given, images on the device in [0, 1], (B, F) float32 features).
 _OnBatch = Callable[[Any, torch.Tensor, torch.Tensor], None]
@@ -40,12 +41,20 @@ class Embeddings:
 
 
 def classifier_layer(model: nn.Module) -> nn.Linear:
-    """The last ``nn.Linear`` of the (unwrapped) network: the layer whose input the features are.
+    """The layer whose input the features are: the architecture's ``feature_layer``
+    (:mod:`medclf.model.registry`), or the last ``nn.Linear`` of a network not registered.
 
     Raises:
         ValueError: when the network has no ``nn.Linear``.
     """
-    linears = [m for m in unwrap_model(model).modules() if isinstance(m, nn.Linear)]
+    net = unwrap_model(model)
+    try:
+        layer = net.get_submodule(architecture_of(net).feature_layer)
+    except (ValueError, AttributeError):
+        layer = None
+    if isinstance(layer, nn.Linear):
+        return layer
+    linears = [m for m in net.modules() if isinstance(m, nn.Linear)]
     if not linears:
         raise ValueError(f"{type(unwrap_model(model)).__name__} has no nn.Linear layer to read features from")
     return linears[-1]

@@ -1,4 +1,4 @@
-"""Typed settings, one dataclass per command.
+"""Typed settings, one dataclass per command (re-exported by :mod:`medclf.config`).
 
 Every field is a command-line flag of the same name (``image_size`` is ``--image-size``); the help text
 and the allowed values live in the field's metadata, so the CLI, the saved ``config.json`` and the
@@ -12,15 +12,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from medclf.data.manifest import NIH_LABELS, SPLITS, UNCERTAIN_POLICIES
+from medclf.config.choices import CACHES, DEVICES, NIH_LABELS, SPLITS, UNCERTAIN_POLICIES
 from medclf.errors import ConfigError
-from medclf.model.networks import MODEL_NAMES
-
-# Re-exported: the settings-file functions lived here before medclf.settings existed.
-from medclf.settings import field_types, load_settings, make_settings, read_settings_file, settings_dict  # noqa: F401
-
-DEVICES = ("auto", "cpu", "cuda")
-CACHES = ("memory", "disk", "none")
 
 
 def _opt(default: Any, help: str, choices: tuple | None = None, required: bool = False, bounds: str = "") -> Any:
@@ -45,7 +38,8 @@ class TrainConfig:
     config: str = _opt("", "YAML or JSON file whose keys set defaults for these flags")
     labels: list[str] = _opt(NIH_LABELS, "label columns, in output order (space or comma separated)")
     image_size: int = _opt(224, "images are resized to this many pixels per side", bounds=">= 32")
-    model: str = _opt("densenet121", "network (densenet_tiny is for smoke tests)", MODEL_NAMES)
+    # Checked against medclf.model.registry where the network is built (the settings layer sits below it).
+    model: str = _opt("densenet121", "network (densenet_tiny is for smoke tests)")
     pretrained: str = _opt("", "local .pth of torchvision ImageNet DenseNet weights to start from")
     epochs: int = _opt(20, "maximum number of epochs", bounds=">= 1")
     batch_size: int = _opt(32, "images per training and validation batch", bounds=">= 2")

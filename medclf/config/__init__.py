@@ -1,0 +1,44 @@
+"""Settings: one dataclass per command, settings files, and the fixed vocabularies they use.
+
+The bottom layer of medclf (with :mod:`medclf.errors`): it imports nothing from ``data``, ``model``,
+``engine``, ``metrics``, ``reporting`` or ``workflows``. Choices that belong to a lower-level concern
+(the model names of ``medclf.model.registry``) are checked where they are used.
+"""
+
+from medclf.config.choices import CACHES, DEVICES, NIH_LABELS, SPLITS, UNCERTAIN_POLICIES
+from medclf.config.commands import (
+    HELP_GROUPS,
+    CompareConfig,
+    ExplainConfig,
+    PredictConfig,
+    PrepareChexpertConfig,
+    PrepareMimicCxrConfig,
+    PrepareNihConfig,
+    TrainConfig,
+    ValidateConfig,
+    parse_label_map,
+)
+from medclf.config.files import field_types, load_settings, make_settings, read_settings_file, settings_dict
+
+__all__ = [
+    "CACHES",
+    "DEVICES",
+    "HELP_GROUPS",
+    "NIH_LABELS",
+    "SPLITS",
+    "UNCERTAIN_POLICIES",
+    "CompareConfig",
+    "ExplainConfig",
+    "PredictConfig",
+    "PrepareChexpertConfig",
+    "PrepareMimicCxrConfig",
+    "PrepareNihConfig",
+    "TrainConfig",
+    "ValidateConfig",
+    "field_types",
+    "load_settings",
+    "make_settings",
+    "parse_label_map",
+    "read_settings_file",
+    "settings_dict",
+]
