@@ -4,25 +4,19 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-COMMANDS = (
-    "train",
-    "validate",
-    "predict",
-    "explain",
-    "compare",
-    "prepare_nih",
-    "prepare_chexpert",
-    "prepare_mimic_cxr",
-)
+ROOT = Path(__file__).resolve().parents[1]
+#: Every ``python -m medclf.X`` command: the top-level modules with a ``main``.
+COMMANDS = tuple(sorted(p.stem for p in (ROOT / "medclf").glob("*.py") if "\ndef main(" in p.read_text()))
 
 # As ``python -m medclf.<command> <flag>``, then report what the process had loaded.
 RUN = r"""
 import runpy, sys
-command, flag = sys.argv[1:]
-sys.argv = [f"medclf.{command}", flag]
+command, *flags = sys.argv[1:]
+sys.argv = [f"medclf.{command}", *flags]
 try:
     runpy.run_module(f"medclf.{command}", run_name="__main__", alter_sys=True)
     code = 0
@@ -50,3 +44,12 @@ def test_model_choices_come_from_the_registry() -> None:
     help_text = " ".join(done.stdout.split())
     assert "{" + ",".join(model_names()) + "}" in help_text
     assert "resnet10" in model_names() and "densenet121" in model_names()
+
+
+@pytest.mark.parametrize("name", ["nih", "chexpert", "mimic-cxr"])
+def test_help_of_each_data_set_of_prepare_loads_no_torch(name: str) -> None:
+    assert {"prepare", "train", "validate", "prepare_nih"} <= set(COMMANDS)
+    done = subprocess.run([sys.executable, "-c", RUN, "prepare", name, "--help"], capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "status=0 heavy=none" in done.stderr and "--out" in done.stdout
