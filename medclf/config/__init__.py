@@ -6,19 +6,11 @@ The bottom layer of medclf (with :mod:`medclf.errors`): it imports nothing from 
 """
 
 from medclf.config.choices import CACHES, DEVICES, NIH_LABELS, SPLITS, UNCERTAIN_POLICIES
-from medclf.config.commands import (
-    HELP_GROUPS,
-    CompareConfig,
-    ExplainConfig,
-    PredictConfig,
-    PrepareChexpertConfig,
-    PrepareMimicCxrConfig,
-    PrepareNihConfig,
-    TrainConfig,
-    ValidateConfig,
-    parse_label_map,
-)
+from medclf.config.commands import HELP_GROUPS, CompareConfig, ExplainConfig, PredictConfig, ValidateConfig
+from medclf.config.fields import parse_label_map
 from medclf.config.files import field_types, load_settings, make_settings, read_settings_file, settings_dict
+from medclf.config.prepare import PrepareChexpertConfig, PrepareMimicCxrConfig, PrepareNihConfig
+from medclf.config.train import TrainConfig
 
 __all__ = [
     "CACHES",

@@ -1,4 +1,4 @@
-"""Reading, layering and saving the settings dataclasses of :mod:`medclf.config.commands`: YAML/JSON settings
+"""Reading, layering and saving the settings dataclasses of :mod:`medclf.config`: YAML/JSON settings
 files, command-line layers over them, and plain-value copies for ``config.json`` and checkpoints.
 """
 
