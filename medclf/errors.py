@@ -52,6 +52,10 @@ class ComparisonError(MedclfError):
     """Two prediction tables cannot be compared (other images, no common labels, conflicting truth)."""
 
 
+class ExportError(MedclfError):
+    """An exported model does not reproduce medclf's probabilities, or a deployment file cannot be made."""
+
+
 class StorageError(MedclfError):
     """A file or folder cannot be created or written (permissions, full disk, ...): the environment, not
     the inputs, is at fault, so commands exit with status 1."""

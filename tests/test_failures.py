@@ -206,6 +206,7 @@ def test_full_disk_in_the_first_epoch_says_how_to_go_on_and_resume_continues_fro
     assert train_main(["--resume", str(run), "--epochs", "2", "--no-progress"]) == 0  # ... and resuming works
     printed = capsys.readouterr().out
     assert f"{run} holds no readable last.pt: continuing from best.pt (epoch 1); the epochs after epoch 1" in printed
+    assert "(a best.pt): resuming from its weights with a fresh optimiser and schedule" in printed  # weights only
     assert load_checkpoint(run).epoch == 2 and load_checkpoint(run).path == str(run / "last.pt")
 
 

@@ -45,6 +45,14 @@ def test_config_and_checkpoint_hold_absolute_paths_and_provenance(run: Path) -> 
     assert checkpoint.provenance["manifests_sha256"] == prov["manifests_sha256"]
 
 
+def test_best_pt_holds_what_inference_needs_and_last_pt_what_resume_needs(run: Path) -> None:
+    best, last = load_checkpoint(run / "best.pt"), load_checkpoint(run / "last.pt")
+    assert best.optimizer is None and best.scheduler is None and best.scaler is None and best.rng == {}
+    assert last.optimizer and last.rng and last.optimizer["state"]
+    assert best.provenance and best.thresholds and best.config["image_size"] == 32
+    assert (run / "best.pt").stat().st_size < (run / "last.pt").stat().st_size
+
+
 def test_resume_of_a_finished_run_says_so_and_trains_nothing(run: Path, tmp_path: Path, monkeypatch, capsys) -> None:
     from medclf.train import main
 

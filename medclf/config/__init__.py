@@ -7,6 +7,7 @@ The bottom layer of medclf (with :mod:`medclf.errors`): it imports nothing from 
 
 from medclf.config.choices import CACHES, DEVICES, NIH_LABELS, SPLITS, UNCERTAIN_POLICIES
 from medclf.config.commands import HELP_GROUPS, CompareConfig, ExplainConfig, PredictConfig, ValidateConfig
+from medclf.config.export import ExportConfig
 from medclf.config.fields import parse_label_map
 from medclf.config.files import field_types, load_settings, make_settings, read_settings_file, settings_dict
 from medclf.config.prepare import PrepareChexpertConfig, PrepareMimicCxrConfig, PrepareNihConfig
@@ -21,6 +22,7 @@ __all__ = [
     "UNCERTAIN_POLICIES",
     "CompareConfig",
     "ExplainConfig",
+    "ExportConfig",
     "PredictConfig",
     "PrepareChexpertConfig",
     "PrepareMimicCxrConfig",

@@ -85,6 +85,7 @@ class PredictConfig(_InferenceSettings):
     )
     calibration: bool = opt(True, "apply the checkpoint's temperature scaling to the probabilities (off: raw outputs)")
     tta: bool = opt(False, "test-time augmentation: average over shifted copies (and mirrors if trained with flips)")
+    dicom_sr: str = opt("", "folder for a DICOM Comprehensive SR of each DICOM input, in the image's study")
 
     def __post_init__(self) -> None:
         self.split = self.split.upper()
@@ -104,6 +105,7 @@ class ExplainConfig:
     config: str = opt("", "YAML or JSON file whose keys set defaults for these flags")
     device: str = opt("auto", "where to run", DEVICES)
     calibration: bool = opt(True, "probabilities with the checkpoint's temperature scaling, as predict shows them")
+    dicom: bool = opt(False, "also write each overlay as a DICOM Secondary Capture in the image's study (DICOM input)")
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -153,7 +155,7 @@ HELP_GROUPS: dict[str, list[tuple[str, list[str]]]] = {
         ("hardware", ["batch_size", "device", "amp", "num_workers", "progress"]),
     ],
     "PredictConfig": [
-        ("data", ["checkpoint", "csv", "images", "split", "out", "config"]),
+        ("data", ["checkpoint", "csv", "images", "split", "out", "dicom_sr", "config"]),
         ("decisions", ["threshold", "calibration", "tta"]),
         ("hardware", ["batch_size", "device", "amp", "num_workers", "progress"]),
     ],

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from medclf.model.registry import Architecture
+from medclf.model.registry import Architecture, built_from
 
 if TYPE_CHECKING:
     from torch import nn
@@ -20,28 +20,19 @@ if TYPE_CHECKING:
 _DEPTHS = ("densenet121", "densenet169", "densenet201")
 
 
-def _builder(name: str) -> Any:
-    def build(n_labels: int, in_channels: int) -> nn.Module:
-        from monai.networks import nets
+def _definition(name: str) -> Any:
+    def definition(n_labels: int, in_channels: int) -> dict[str, Any]:
+        target = {"densenet121": "DenseNet121", "densenet169": "DenseNet169", "densenet201": "DenseNet201"}[name]
+        return {"_target_": f"monai.networks.nets.{target}", "spatial_dims": 2, "in_channels": in_channels,
+                "out_channels": n_labels}  # fmt: skip
 
-        cls = {"densenet121": nets.DenseNet121, "densenet169": nets.DenseNet169, "densenet201": nets.DenseNet201}
-        return cls[name](spatial_dims=2, in_channels=in_channels, out_channels=n_labels)
-
-    return build
+    return definition
 
 
-def build_tiny(n_labels: int, in_channels: int) -> nn.Module:
+def tiny_definition(n_labels: int, in_channels: int) -> dict[str, Any]:
     """A 27k-parameter DenseNet for smoke tests and data-path benchmarks."""
-    from monai.networks.nets import DenseNet
-
-    return DenseNet(
-        spatial_dims=2,
-        in_channels=in_channels,
-        out_channels=n_labels,
-        init_features=16,
-        growth_rate=8,
-        block_config=(2, 2, 2, 2),
-    )
+    return {"_target_": "monai.networks.nets.DenseNet", "spatial_dims": 2, "in_channels": in_channels,
+            "out_channels": n_labels, "init_features": 16, "growth_rate": 8, "block_config": [2, 2, 2, 2]}  # fmt: skip
 
 
 def backbone(net: nn.Module) -> list[nn.Module]:
@@ -56,11 +47,12 @@ def load_torchvision(net: nn.Module, path: str | Path) -> Any:
     return load_torchvision_densenet(net, path)
 
 
-def _entry(name: str, build: Any) -> Architecture:
+def _entry(name: str, definition: Any) -> Architecture:
     return Architecture(
         name=name,
         family="densenet",
-        build=build,
+        build=built_from(definition),
+        network_def=definition,
         backbone=backbone,
         gradcam_layer="class_layers.relu",
         feature_layer="class_layers.out",
@@ -70,6 +62,6 @@ def _entry(name: str, build: Any) -> Architecture:
 
 
 ARCHITECTURES: tuple[Architecture, ...] = (
-    *(_entry(name, _builder(name)) for name in _DEPTHS),
-    _entry("densenet_tiny", build_tiny),
+    *(_entry(name, _definition(name)) for name in _DEPTHS),
+    _entry("densenet_tiny", tiny_definition),
 )

@@ -56,6 +56,8 @@ class Architecture:
         classes: Class names (any in the network's MRO) that identify a network built elsewhere.
         pretrained: Weight loaders by kind, ``loader(model, path) -> report``; empty when none exists.
         input: The images the network expects.
+        network_def: ``network_def(n_labels, in_channels)``: the network as a MONAI bundle component, a dict
+            with ``_target_`` (a dotted name) and its arguments, JSON values only; None when there is none.
     """
 
     name: str
@@ -67,6 +69,19 @@ class Architecture:
     classes: tuple[str, ...] = ()
     pretrained: dict[str, Callable[[nn.Module, str | Path], Any]] = field(default_factory=dict)
     input: InputSpec = InputSpec()
+    network_def: Callable[[int, int], dict[str, Any]] | None = None
+
+
+def built_from(definition: Callable[[int, int], dict[str, Any]]) -> Callable[[int, int], nn.Module]:
+    """A builder instantiating ``definition(n_labels, in_channels)`` as MONAI's bundle parser does: the
+    ``_target_`` called with the other keys (so that a bundle's ``network_def`` is the same network)."""
+
+    def build(n_labels: int, in_channels: int) -> nn.Module:
+        spec = dict(definition(n_labels, in_channels))
+        module, _, name = str(spec.pop("_target_")).rpartition(".")
+        return getattr(importlib.import_module(module), name)(**spec)
+
+    return build
 
 
 _REGISTRY: dict[str, Architecture] = {}
@@ -146,6 +161,7 @@ __all__ = [
     "architecture",
     "architecture_of",
     "build",
+    "built_from",
     "model_names",
     "pretrained_loader",
 ]

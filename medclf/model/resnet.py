@@ -10,20 +10,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from medclf.model.registry import Architecture
+from medclf.model.registry import Architecture, built_from
 
 if TYPE_CHECKING:
     from torch import nn
 
 
-def _builder(name: str) -> Any:
-    def build(n_labels: int, in_channels: int) -> nn.Module:
-        from monai.networks import nets
+def _definition(name: str) -> Any:
+    def definition(n_labels: int, in_channels: int) -> dict[str, Any]:
+        return {"_target_": f"monai.networks.nets.{name}", "pretrained": False, "spatial_dims": 2,
+                "n_input_channels": in_channels, "num_classes": n_labels}  # fmt: skip
 
-        make = {"resnet10": nets.resnet10, "resnet18": nets.resnet18}[name]
-        return make(pretrained=False, spatial_dims=2, n_input_channels=in_channels, num_classes=n_labels)
-
-    return build
+    return definition
 
 
 def backbone(net: nn.Module) -> list[nn.Module]:
@@ -35,7 +33,8 @@ ARCHITECTURES: tuple[Architecture, ...] = tuple(
     Architecture(
         name=name,
         family="resnet",
-        build=_builder(name),
+        build=built_from(_definition(name)),
+        network_def=_definition(name),
         backbone=backbone,
         gradcam_layer="layer4",
         feature_layer="fc",

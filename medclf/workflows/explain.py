@@ -20,6 +20,7 @@ from medclf.model.checkpoint import load_checkpoint, model_from_checkpoint
 from medclf.model.gradcam import gradcam_heatmap
 from medclf.reporting.figures import overlay_figure
 from medclf.reporting.files import save_figure
+from medclf.workflows.dicom_results import check_dicom_request, write_overlay_capture
 from medclf.workflows.inference import output_dir
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,8 @@ def explain_image(config: ExplainConfig | None = None, **overrides: Any) -> dict
     if unknown:
         raise ConfigError(f"unknown label(s) {', '.join(unknown)}; the checkpoint has: {', '.join(labels)}")
     wanted = config.label or labels
+    if config.dicom:  # before any work: a bad label or a non-DICOM image is refused with nothing written
+        check_dicom_request([str(config.image)], wanted, "--dicom")
     image = _read_image(config.image, image_size)
 
     device = resolve_device(config.device)
@@ -73,6 +76,9 @@ def explain_image(config: ExplainConfig | None = None, **overrides: Any) -> dict
         fig = overlay_figure(pixels, heat, f"{name}: p = {probabilities[name]:.3f} ({scale})")
         path = save_figure(out / f"{stem}_{_safe(name)}_gradcam.png", fig)
         files[name] = str(path)
+        if config.dicom:
+            title = f"medclf Grad-CAM {name} p={probabilities[name]:.3f}"
+            write_overlay_capture(path.with_suffix(".dcm"), config.image, pixels, heat, title)
     calibrated = bool(temperatures)
     return {"image": str(config.image), "probabilities": probabilities, "calibrated": calibrated, "files": files}
 

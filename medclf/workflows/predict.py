@@ -19,6 +19,7 @@ from medclf.metrics.curves import decisions
 from medclf.model.checkpoint import load_checkpoint
 from medclf.reporting.tables import write_predictions
 from medclf.workflows.analyses import calibrated
+from medclf.workflows.dicom_results import check_dicom_request, write_findings_srs
 from medclf.workflows.inference import output_dir, resolve_thresholds, run_inference
 
 log = logging.getLogger(__name__)
@@ -59,8 +60,11 @@ def predict_images(config: PredictConfig | None = None, **overrides: Any) -> Pre
     labels = list(checkpoint.labels)
     temperatures = list(checkpoint.temperatures) if config.calibration and checkpoint.temperatures else None
     raw_thresholds, thresholds, source = resolve_thresholds(config, checkpoint, temperatures)
+    records = _records(config)
+    if config.dicom_sr:  # before any work: a bad label or no DICOM input is refused with nothing written
+        check_dicom_request([str(r["image"]) for r in records], labels, "--dicom-sr")
     result, _ = run_inference(
-        checkpoint, _records(config), with_labels=False, device=config.device, amp=config.amp,
+        checkpoint, records, with_labels=False, device=config.device, amp=config.amp,
         batch_size=config.batch_size, num_workers=config.num_workers, progress=config.progress, desc="predict",
         tta=config.tta,
     )  # fmt: skip
@@ -69,6 +73,8 @@ def predict_images(config: PredictConfig | None = None, **overrides: Any) -> Pre
     path = output_dir(config.out, checkpoint, f"{Path(checkpoint.path).stem}_predict") / "predictions.csv"
     calls = decisions(result.probs.cpu().numpy(), raw_thresholds)  # on the scale the thresholds were chosen on
     write_predictions(path, result.paths, result.rows, labels, probs, calls=calls, skipped=result.skipped)
+    if config.dicom_sr:
+        write_findings_srs(config.dicom_sr, checkpoint, result.paths, probs.numpy(), calls, raw_thresholds)
     if result.skipped:
         log.warning("%d unreadable image(s) listed with their error in %s", len(result.skipped), path)
     log.info("predicted %d images with %s (thresholds: %s; calibration: %s%s); wrote %s", len(result.paths),

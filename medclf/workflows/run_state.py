@@ -80,9 +80,13 @@ class Run:
         """Progress bars on the reporting rank only."""
         return self.config.progress and self.world.main
 
-    def checkpoint(self, state: TrainState, partial: dict | None = None) -> Checkpoint:
-        """The checkpoint of this run in ``state`` (``partial``: progress inside the next epoch)."""
-        return Checkpoint(
+    def checkpoint(self, state: TrainState, partial: dict | None = None, *, resumable: bool = True) -> Checkpoint:
+        """The checkpoint of this run in ``state`` (``partial``: progress inside the next epoch).
+
+        ``resumable=False`` (``best.pt``) leaves out the optimiser, schedule, scaler and random states: what
+        inference and export need stays, at about a third of the size (``last.pt`` keeps them for ``--resume``).
+        """
+        full = Checkpoint(
             **{**state.as_fields(), "partial": partial},
             model=self.net.state_dict(),
             model_name=self.config.model,
@@ -97,6 +101,7 @@ class Run:
             medclf_version=__version__,
             provenance=self.provenance,
         )
+        return full if resumable else dataclasses.replace(full, optimizer=None, scheduler=None, scaler=None, rng={})
 
 
 def set_up(config: TrainConfig, world: World, device: torch.device) -> tuple[Run, TrainState]:
@@ -215,7 +220,11 @@ def model_selection(manifest: Manifest, uncertain: str = "ignore") -> str:
 def _restore(run: Run, resumed: Checkpoint) -> TrainState:
     """Weights, optimiser, schedule, scaler and random states of a resumed run; returns its state."""
     run.net.load_state_dict(resumed.model)
-    run.optimizer.load_state_dict(resumed.optimizer)
+    if resumed.optimizer:
+        run.optimizer.load_state_dict(resumed.optimizer)
+    else:  # best.pt (weights only, see Run.checkpoint): its weights, with the optimiser and schedule new
+        log.warning("%s holds no optimiser, schedule or random states (a best.pt): resuming from its weights with "
+                    "a fresh optimiser and schedule, seeded from --seed", resumed.path)  # fmt: skip
     if run.scheduler is not None and resumed.scheduler:
         run.scheduler.load_state_dict(resumed.scheduler)
     if run.scaler is not None and resumed.scaler:

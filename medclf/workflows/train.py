@@ -247,7 +247,7 @@ def end_of_epoch(
     if run.logger is not None:
         # Checkpoints first: metrics.csv never runs ahead of last.pt, so a resume never repeats a row.
         if improved:
-            save_checkpoint(run.run_dir / "best.pt", run.checkpoint(state))
+            save_checkpoint(run.run_dir / "best.pt", run.checkpoint(state, resumable=False))
         save_checkpoint(run.run_dir / "last.pt", run.checkpoint(state))
         run.logger.log_epoch(row, state.history, seconds)
         if config.figure_every and epoch % config.figure_every == 0:
