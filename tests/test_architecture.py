@@ -34,6 +34,7 @@ def test_every_command_has_a_console_script() -> None:
     assert sorted(commands) == [
         "compare",
         "explain",
+        "export",
         "predict",
         "prepare",
         "prepare_chexpert",

@@ -37,18 +37,21 @@ def example_input(image_size: int, batch: int = 2) -> torch.Tensor:
     return torch.rand(batch, 1, image_size, image_size, generator=torch.Generator().manual_seed(0))
 
 
-def torchscript_bytes(module: nn.Module, image_size: int) -> bytes:
-    """``module`` traced (eval mode) and serialised as a TorchScript archive; any batch size works."""
-    module = module.eval()
+def trace(module: nn.Module, image_size: int) -> torch.jit.ScriptModule:
+    """``module`` traced in eval mode (once: the TorchScript files and the ONNX export all come from it)."""
     with torch.no_grad():
-        traced = torch.jit.trace(module, example_input(image_size), check_trace=False)
+        return torch.jit.trace(module.eval(), example_input(image_size), check_trace=False)
+
+
+def torchscript_bytes(traced: torch.jit.ScriptModule) -> bytes:
+    """A traced module (or one of its submodules) serialised as a TorchScript archive; any batch size works."""
     buffer = io.BytesIO()
     torch.jit.save(traced, buffer)
     return buffer.getvalue()
 
 
 def onnx_bytes(module: nn.Module, image_size: int, opset: int = 17) -> bytes:
-    """``module`` as an ONNX model with a dynamic batch axis, input ``image``, outputs ``logits`` and
+    """``module`` (traced or not) as an ONNX model with a dynamic batch axis, input ``image``, outputs ``logits`` and
     ``probabilities``, checked by ``onnx.checker``."""
     import onnx
 
@@ -64,4 +67,4 @@ def onnx_bytes(module: nn.Module, image_size: int, opset: int = 17) -> bytes:
     return buffer.getvalue()
 
 
-__all__ = ["INPUT_NAME", "OUTPUT_NAMES", "DeployedNet", "example_input", "onnx_bytes", "torchscript_bytes"]
+__all__ = ["INPUT_NAME", "OUTPUT_NAMES", "DeployedNet", "example_input", "onnx_bytes", "torchscript_bytes", "trace"]

@@ -20,7 +20,7 @@ from medclf import __version__
 from medclf.config import ExportConfig
 from medclf.errors import ConfigError, ExportError
 from medclf.model.checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint
-from medclf.model.export import INPUT_NAME, OUTPUT_NAMES, DeployedNet, onnx_bytes, torchscript_bytes
+from medclf.model.export import INPUT_NAME, OUTPUT_NAMES, DeployedNet, onnx_bytes, torchscript_bytes, trace
 from medclf.model.registry import architecture
 from medclf.reporting.bundle import BundleFacts, write_bundle
 from medclf.reporting.files import write_bytes, write_json
@@ -109,7 +109,8 @@ def export_checkpoint(config: ExportConfig | None = None, **overrides: Any) -> E
     deployed = DeployedNet(net, temperatures)
     facts = _facts(config, checkpoint, temperatures) if config.bundle else None
     size = checkpoint.image_size
-    formats = {"model.ts": torchscript_bytes(deployed, size), "model.onnx": onnx_bytes(deployed, size, config.opset)}
+    traced = trace(deployed, size)
+    formats = {"model.ts": torchscript_bytes(traced), "model.onnx": onnx_bytes(traced, size, config.opset)}
     parity: dict[str, float] = {}
     images: list[str] = []
     with new_result_set(out, "the export folder") as staging, scratch_folder() as scratch:
@@ -118,7 +119,7 @@ def export_checkpoint(config: ExportConfig | None = None, **overrides: Any) -> E
         if facts is not None:
             weights = io.BytesIO()
             torch.save(net.state_dict(), weights)
-            write_bundle(staging / "bundle", facts, weights.getvalue(), torchscript_bytes(net, size))
+            write_bundle(staging / "bundle", facts, weights.getvalue(), torchscript_bytes(traced.net))
         if config.triton:
             write_triton_entry(staging / "triton", formats["model.onnx"], size, checkpoint.labels)
         if config.parity_images:
