@@ -81,6 +81,7 @@ def test_real_nih_images_match_medclf_and_the_card_has_intervals(tmp_path: Path,
     assert max(spec["parity"].values()) <= 1e-4 and all(str(STARTER) in p for p in spec["parity_images"])
     card = (tmp_path / "exp" / "bundle" / "docs" / "README.md").read_text()
     assert "95% percentile bootstrap intervals" in card and "| atelectasis |" in card
+    assert "## Training data" in card and "Images per split: TRAIN" in card and "TRAIN positives per label: " in card
     assert "## Intended use" in card and "## Limitations" in card and "| 2 | pleural_thickening | 0.5000 |" in card
 
 

@@ -39,16 +39,12 @@ def _label_table(facts: BundleFacts) -> str:
 def model_card(facts: BundleFacts) -> str:
     """Markdown: what the model is, its training data, VALIDATION metrics, intended use, limitations, thresholds."""
     prov = facts.provenance
-    manifests = prov.get("manifests_sha256") or {}
-    data = "\n".join(f"- `{path}` (SHA-256 `{digest}`)" for path, digest in manifests.items()) or "- not recorded"
     parts = [
         f"# medclf chest X-ray classifier: {facts.model_name}\n",
         f"{len(facts.labels)} labels, one probability each: {', '.join(facts.labels)}.\n",
         "## Input\n",
         f"One float32 image `(N, 1, {facts.image_size}, {facts.image_size})`: {facts.intensity}. "
         "`scripts/medclf_bundle.py` (`load_image`) makes it from a PNG, JPEG or DICOM file.\n",
-        "## Training data\n",
-        f"Manifests the checkpoint was trained on:\n\n{data}\n",
         *(f"## {title}\n\n{text}\n" for title, text in facts.card.items()),
         "## Intended use\n",
         INTENDED_USE + "\n",

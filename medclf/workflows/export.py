@@ -27,7 +27,7 @@ from medclf.reporting.files import write_bytes, write_json
 from medclf.reporting.provenance import sha256_file
 from medclf.reporting.result_folder import CONTENTS, new_result_set
 from medclf.reporting.triton import write_triton_entry
-from medclf.workflows.export_card import validation_section
+from medclf.workflows.export_card import training_section, validation_section
 from medclf.workflows.parity import measure_parity, parity_paths, scratch_folder
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,8 @@ def _facts(config: ExportConfig, checkpoint: Checkpoint, temperatures: list[floa
         model_name=checkpoint.model_name, network_def=arch.network_def(len(checkpoint.labels), checkpoint.in_channels),
         labels=list(checkpoint.labels), thresholds=[float(t) for t in checkpoint.thresholds],
         temperatures=temperatures, image_size=checkpoint.image_size, intensity=arch.input.intensity,
-        provenance=provenance, card={"Validation metrics": validation_section(checkpoint, config.csv)},
+        provenance=provenance, card={"Training data": training_section(checkpoint),
+              "Validation metrics": validation_section(checkpoint, config.csv)},
         authors=config.authors, copyright=config.copyright, **({"licence": licence} if licence else {}),
     )  # fmt: skip
 

@@ -70,6 +70,29 @@ def logged_section(checkpoint: Checkpoint) -> str:
     ])  # fmt: skip
 
 
+def training_section(checkpoint: Checkpoint) -> str:
+    """The model card's training data: settings, manifests with their SHA-256, images per split and TRAIN
+    positives per label (when the manifest is reachable)."""
+    config, prov = checkpoint.config, checkpoint.provenance
+    digests = prov.get("manifests_sha256") or {}
+    manifests = [str(p) for p in config.get("csv") or []] or list(digests)
+    lines = [
+        f"{checkpoint.model_name} at {checkpoint.image_size} px, {checkpoint.epoch} epoch(s) trained, the epoch kept "
+        f"{checkpoint.best_epoch}; uncertain labels: {config.get('uncertain', 'n/a')}; trained by medclf "
+        f"{checkpoint.medclf_version or 'n/a'} on {prov.get('date', 'n/a')}.",
+        "",
+        *(f"- `{path}` (SHA-256 `{digests.get(path, 'n/a')}`)" for path in manifests),
+    ]  # fmt: skip
+    try:
+        frame = Manifest.from_csv(manifests[0], list(checkpoint.labels), required_splits=()).frame
+    except (MedclfError, OSError, IndexError):
+        return "\n".join([*lines, "", "The manifest was not reachable at export: no counts."])
+    splits = ", ".join(f"{name} {count}" for name, count in frame["split"].value_counts().items())
+    train = frame[frame["split"] == "TRAIN"]
+    positives = ", ".join(f"{name} {int((train[name] == 1).sum())}" for name in checkpoint.labels)
+    return "\n".join([*lines, "", f"Images per split: {splits}.", "", f"TRAIN positives per label: {positives}."])
+
+
 def validation_section(checkpoint: Checkpoint, csv: str = "") -> str:
     """The model card's "Validation metrics" section."""
     return measured_section(checkpoint, csv) or logged_section(checkpoint)
