@@ -85,6 +85,15 @@ def test_real_nih_images_match_medclf_and_the_card_has_intervals(tmp_path: Path,
     assert "## Intended use" in card and "## Limitations" in card and "| 2 | pleural_thickening | 0.5000 |" in card
 
 
+def test_a_0_1_0_checkpoint_exports(tmp_path: Path, capsys) -> None:
+    old = Path(__file__).parent / "fixtures" / "checkpoint_0_1_0.pt"
+    assert export(old, tmp_path / "exp") == 0
+    printed = capsys.readouterr().out
+    source = "VALIDATION images of the manifest" if (STARTER / "dataset.csv").is_file() else "generated images"
+    assert f"over 2 {source}" in printed and "cannot be read" not in printed  # its csv is one string, not a list
+    assert json.loads((tmp_path / "exp" / "export.json").read_text())["temperatures"] == [1.0] * 14
+
+
 def test_torchscript_and_onnx_take_any_batch_and_name_their_outputs(tiny_export: Path) -> None:
     import onnxruntime
     import torch

@@ -13,6 +13,7 @@ from medclf.errors import MedclfError
 from medclf.metrics.summary import evaluation_report
 from medclf.model.checkpoint import Checkpoint
 from medclf.workflows.inference import run_inference
+from medclf.workflows.parity import manifest_paths
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ def _with_interval(row: dict[str, Any], metric: str) -> str:
 
 def measured_section(checkpoint: Checkpoint, csv: str, n_bootstrap: int = 1000) -> str | None:
     """Metrics on the VALIDATION split of ``csv`` (or the checkpoint's first manifest); None when unreachable."""
-    path = csv or next(iter(checkpoint.config.get("csv") or []), "")
+    path = next(iter(manifest_paths(checkpoint, csv)), "")
     if not path:
         return None
     try:
@@ -75,7 +76,7 @@ def training_section(checkpoint: Checkpoint) -> str:
     positives per label (when the manifest is reachable)."""
     config, prov = checkpoint.config, checkpoint.provenance
     digests = prov.get("manifests_sha256") or {}
-    manifests = [str(p) for p in config.get("csv") or []] or list(digests)
+    manifests = manifest_paths(checkpoint) or list(digests)
     lines = [
         f"{checkpoint.model_name} at {checkpoint.image_size} px, {checkpoint.epoch} epoch(s) trained, the epoch kept "
         f"{checkpoint.best_epoch}; uncertain labels: {config.get('uncertain', 'n/a')}; trained by medclf "

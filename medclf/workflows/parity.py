@@ -30,10 +30,16 @@ from medclf.reporting.files import write_bytes
 log = logging.getLogger(__name__)
 
 
+def manifest_paths(checkpoint: Checkpoint, csv: str = "") -> list[str]:
+    """``csv`` when given, else the manifests the checkpoint was trained on (one string in 0.1.0 files)."""
+    saved = checkpoint.config.get("csv") or []
+    return [csv] if csv else [saved] if isinstance(saved, str) else [str(p) for p in saved]
+
+
 def validation_images(checkpoint: Checkpoint, csv: str, n: int) -> list[str]:
     """Up to ``n`` existing images of the VALIDATION split of ``csv`` (or the checkpoint's manifests); [] when
     none can be read."""
-    manifests = [csv] if csv else list(checkpoint.config.get("csv") or [])
+    manifests = manifest_paths(checkpoint, csv)
     for path in manifests:
         try:
             records = Manifest.from_csv(path, (), required_splits=(), require_labels=False).records("VALIDATION")
