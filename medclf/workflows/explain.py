@@ -38,7 +38,8 @@ def explain_image(config: ExplainConfig | None = None, **overrides: Any) -> dict
     Returns:
         ``{"image": path, "probabilities": {label: p} (every label of the checkpoint; with the
         checkpoint's temperature scaling unless ``calibration`` is off, as validate and predict report),
-        "calibrated": bool, "files": {label: png path} (the requested labels)}``.
+        "calibrated": bool, "files": {label: png path} (the requested labels), "dicom_files": {label: Secondary
+        Capture path} (with ``dicom``)}``.
 
     Raises:
         ConfigError: for a label the checkpoint does not have (the message lists the valid ones).
@@ -70,7 +71,7 @@ def explain_image(config: ExplainConfig | None = None, **overrides: Any) -> dict
     stem = image_stem(config.image)
     out = output_dir(config.out, checkpoint, f"explain_{stem}")
     pixels = image[0].numpy()
-    files = {}
+    files, dicom_files = {}, {}
     for name in wanted:
         heat = gradcam_heatmap(model, image, labels.index(name))
         fig = overlay_figure(pixels, heat, f"{name}: p = {probabilities[name]:.3f} ({scale})")
@@ -78,9 +79,10 @@ def explain_image(config: ExplainConfig | None = None, **overrides: Any) -> dict
         files[name] = str(path)
         if config.dicom:
             title = f"medclf Grad-CAM {name} p={probabilities[name]:.3f}"
-            write_overlay_capture(path.with_suffix(".dcm"), config.image, pixels, heat, title)
+            dicom_files[name] = str(write_overlay_capture(path.with_suffix(".dcm"), config.image, pixels, heat, title))
     calibrated = bool(temperatures)
-    return {"image": str(config.image), "probabilities": probabilities, "calibrated": calibrated, "files": files}
+    return {"image": str(config.image), "probabilities": probabilities, "calibrated": calibrated, "files": files,
+            "dicom_files": dicom_files}  # fmt: skip
 
 
 def image_stem(path: str | Path) -> str:
