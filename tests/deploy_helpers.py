@@ -25,7 +25,7 @@ def make_checkpoint(path: Path, model: str, size: int = 32, labels: list[str] | 
     n = len(labels)
     checkpoint = Checkpoint(
         model=net.state_dict(), model_name=model, labels=labels, image_size=size,
-        thresholds=[0.3 + 0.1 * i for i in range(n)], temperatures=[1.0 + 0.25 * i for i in range(n)],
+        thresholds=[min(0.3 + 0.1 * i, 0.9) for i in range(n)], temperatures=[1.0 + 0.25 * i for i in range(n)],
         config={"csv": [csv]} if csv else {}, medclf_version="test",
     )  # fmt: skip
     save_checkpoint(path, checkpoint)
