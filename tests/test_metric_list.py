@@ -26,6 +26,8 @@ def _example(seed: int, n: int = 400, labels: int = 6, unknown: float = 0.0) -> 
     targets = (rng.random((n, labels)) < 0.2).astype(np.float32)
     probs = np.round(rng.random((n, labels)) * 0.7 + targets * 0.2, 3).astype(np.float32)  # ties
     targets[rng.random((n, labels)) < unknown] = np.nan
+    if unknown:
+        targets[:, 1] = np.nan  # a label with no labelled image at all
     targets[:, -1] = 0  # a label without positives
     return torch.from_numpy(probs), torch.from_numpy(targets)
 
