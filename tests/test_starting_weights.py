@@ -171,6 +171,38 @@ def test_imagenet_offline_without_the_file_names_url_and_path(
     assert "Temporary failure in name resolution" in line and not (tmp_path / "new").exists()
 
 
+def torchvision_resnet18_state_dict() -> dict[str, torch.Tensor]:
+    """Random tensors with the names and shapes of torchvision's ResNet-18 (RGB stem, 1000 classes, no shortcut
+    convolution biases): MONAI's names are the same."""
+    torch.manual_seed(5)
+    monai = build_model("resnet18", 1000, in_channels=3).state_dict()
+    return {k: torch.randn_like(v.float()) if v.is_floating_point() else v for k, v in monai.items()
+            if not k.endswith("downsample.0.bias")}  # fmt: skip
+
+
+def test_imagenet_resnet18_from_the_hub_cache(torch_home: Path, tmp_path: Path) -> None:
+    cached = torch_home / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
+    cached.parent.mkdir(parents=True)
+    source = torchvision_resnet18_state_dict()
+    torch.save(source, cached)
+    start = resolve_start("resnet18", "imagenet")
+    assert start is not None and start.path == cached
+    net = build_model("resnet18", 2)
+    start.apply(net, ["a", "b"], 224)
+    got = net.state_dict()
+    assert torch.equal(got["layer3.1.conv2.weight"], source["layer3.1.conv2.weight"])
+    assert torch.allclose(got["conv1.weight"], source["conv1.weight"].sum(1, keepdim=True))
+    assert not got["layer2.0.downsample.0.bias"].any()  # torchvision's shortcut has no bias
+    deeper = dict(source, **{"layer1.2.conv1.weight": torch.zeros(64, 64, 3, 3)})  # a ResNet-34's third block
+    torch.save(deeper, tmp_path / "resnet34.pth")
+    with pytest.raises(
+        CheckpointError, match=r"not in the model: layer1\.2\.conv1\.weight\): use ResNet weights of the same depth"
+    ):
+        resolve_start("resnet18", str(tmp_path / "resnet34.pth")).apply(build_model("resnet18", 2), ["a", "b"], 224)
+    with pytest.raises(ConfigError, match="resnet10 has no pretrained-weights loader"):
+        resolve_start("resnet10", "imagenet")
+
+
 def test_imagenet_for_a_network_without_imagenet_weights() -> None:
     with pytest.raises(ConfigError, match=r"densenet_tiny has no torchvision ImageNet weights .*densenet121"):
         resolve_start("densenet_tiny", "imagenet")
@@ -219,6 +251,14 @@ def test_train_from_cached_torchxrayvision_name_records_and_honours_the_conventi
     assert torch.allclose(result.logits[0], result.logits[1], atol=1e-5)
     model = model_from_checkpoint(checkpoint)
     assert model.medclf_input["crop"] == "centre" and len(model._forward_pre_hooks) == 1
+    from medclf.workflows.explain import explain_image
+
+    explained = [
+        explain_image(checkpoint=str(out / "last.pt"), image=str(tmp_path / name), out=str(tmp_path / name[:-4]),
+                      label=["effusion"], device="cpu")["probabilities"]["effusion"]
+        for name in ("wide.png", "square.png")
+    ]  # fmt: skip
+    assert explained[0] == pytest.approx(explained[1], abs=1e-6)
 
 
 def test_init_from_another_run_copies_shared_head_rows(

@@ -114,7 +114,7 @@ def load_torchvision_densenet(model: nn.Module, path: str | Path, *, allow_parti
     net = unwrap_model(model)
     if STEM not in net.state_dict() or net.state_dict()[STEM].ndim != 4:
         raise ValueError(f"{type(net).__name__} is not a 2-D MONAI DenseNet (it has no 4-D {STEM})")
-    return load_densenet_backbone(net, _read_state_dict(Path(path)), path, allow_partial=allow_partial)
+    return load_densenet_backbone(net, read_state_dict(Path(path)), path, allow_partial=allow_partial)
 
 
 def load_densenet_backbone(
@@ -234,7 +234,7 @@ def _adapt_stem(tensor: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tenso
     return adapt_input_conv(tensor, channels), how
 
 
-def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """The file's tensors by name (``module.`` prefixes stripped); raises CheckpointError."""
     obj: Any = load_weights_only(path, "cpu", what="pretrained weights")
     if isinstance(obj, Mapping):
@@ -291,4 +291,11 @@ def name_list(names: Iterable[str], limit: int = 20) -> str:
     return f"{shown} and {len(names) - limit} more" if len(names) > limit else shown
 
 
-__all__ = ["PretrainedReport", "adapt_input_conv", "load_densenet_backbone", "load_torchvision_densenet", "name_list"]
+__all__ = [
+    "PretrainedReport",
+    "adapt_input_conv",
+    "load_densenet_backbone",
+    "load_torchvision_densenet",
+    "name_list",
+    "read_state_dict",
+]
