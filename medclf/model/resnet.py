@@ -47,7 +47,9 @@ def load_torchvision(net: nn.Module, path: str | Path) -> dict[str, list[str]]:
 
     The names are the same in both; the RGB stem is summed into the network's channels
     (:func:`medclf.model.pretrained.adapt_input_conv`), ``fc`` is not loaded, and the shortcut convolutions'
-    biases, which torchvision's network lacks, are set to 0 so that the network computes what torchvision's does.
+    biases, which torchvision's network lacks, are set to 0. One difference stays: MONAI's stem convolution
+    has stride 1 where torchvision's has 2, so the filters see the image at twice the resolution they were
+    trained at (a start, not torchvision's network).
 
     Raises:
         CheckpointError: a file that is not torchvision ResNet weights, or of another depth.
