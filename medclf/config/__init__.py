@@ -11,6 +11,7 @@ from medclf.config.fields import parse_label_map
 from medclf.config.files import field_types, load_settings, make_settings, read_settings_file, settings_dict
 from medclf.config.prepare import PrepareChexpertConfig, PrepareMimicCxrConfig, PrepareNihConfig
 from medclf.config.train import TrainConfig
+from medclf.config.weights import ImportWeightsConfig
 
 __all__ = [
     "CACHES",
@@ -21,6 +22,7 @@ __all__ = [
     "UNCERTAIN_POLICIES",
     "CompareConfig",
     "ExplainConfig",
+    "ImportWeightsConfig",
     "PredictConfig",
     "PrepareChexpertConfig",
     "PrepareMimicCxrConfig",

@@ -43,6 +43,24 @@ class InputSpec:
 
 
 @dataclass(frozen=True)
+class HubFile:
+    """A weights file torchvision publishes, as ``torch.hub`` caches it (``$TORCH_HOME/hub/checkpoints/NAME``).
+
+    Attributes:
+        url: Where torchvision downloads it from.
+        hash_prefix: The first hex digits of its SHA-256 (the part of the file name after the last ``-``).
+    """
+
+    url: str
+    hash_prefix: str
+
+    @property
+    def file_name(self) -> str:
+        """The file name in the hub cache (the URL's last part)."""
+        return self.url.rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
 class Architecture:
     """One network medclf can train.
 
@@ -56,6 +74,7 @@ class Architecture:
         classes: Class names (any in the network's MRO) that identify a network built elsewhere.
         pretrained: Weight loaders by kind, ``loader(model, path) -> report``; empty when none exists.
         input: The images the network expects.
+        imagenet: torchvision's ImageNet weights for ``--pretrained imagenet`` (None when there are none).
     """
 
     name: str
@@ -67,6 +86,7 @@ class Architecture:
     classes: tuple[str, ...] = ()
     pretrained: dict[str, Callable[[nn.Module, str | Path], Any]] = field(default_factory=dict)
     input: InputSpec = InputSpec()
+    imagenet: HubFile | None = None
 
 
 _REGISTRY: dict[str, Architecture] = {}
@@ -142,6 +162,7 @@ def pretrained_loader(name: str, path: str | Path) -> Callable[[nn.Module, str |
 __all__ = [
     "FAMILIES",
     "Architecture",
+    "HubFile",
     "InputSpec",
     "architecture",
     "architecture_of",
