@@ -35,6 +35,7 @@ def test_every_command_has_a_console_script() -> None:
         "compare",
         "explain",
         "export",
+        "import_weights",
         "predict",
         "prepare",
         "prepare_chexpert",
@@ -58,13 +59,14 @@ def test_checkpoint_written_by_0_1_0_still_loads(tmp_path: Path) -> None:
     assert model(torch.zeros(2, 1, 32, 32)).shape == (2, 14)
 
     # Saving the typed object writes the same keys and values as 0.1.0 did, plus the newer fields
-    # (temperatures: none fitted in 0.1.0, so raw outputs are used; provenance: not recorded then).
+    # (temperatures: none fitted in 0.1.0, so raw outputs are used; provenance: not recorded then; input: the
+    # input convention, {} for medclf's own, [0, 1] and the whole image, which is what 0.1.0 used).
     assert checkpoint.temperatures == []
     save_checkpoint(tmp_path / "again.pt", checkpoint)
     raw_old = torch.load(OLD_CHECKPOINT, weights_only=True)
     raw_new = torch.load(tmp_path / "again.pt", weights_only=True)
-    assert set(raw_new) == set(raw_old) | {"temperatures", "provenance"}
-    assert raw_new["temperatures"] == [] and raw_new["provenance"] == {}
+    assert set(raw_new) == set(raw_old) | {"temperatures", "provenance", "input"}
+    assert raw_new["temperatures"] == [] and raw_new["provenance"] == {} and raw_new["input"] == {}
     for name, tensor in raw_old["model"].items():
         assert torch.equal(tensor, raw_new["model"][name]), name
     assert raw_new["history"] == raw_old["history"] and raw_new["config"] == raw_old["config"]

@@ -208,3 +208,32 @@ def test_parity_beyond_the_tolerance_fails_and_writes_nothing(tmp_path: Path, ca
     line = error_line(capsys)
     assert "differ from medclf's by more than 1e-15" in line and "nothing was written" in line
     assert not (tmp_path / "exp").exists() and not list(tmp_path.glob(".exp*"))
+
+
+def test_a_borrowed_input_convention_travels_with_the_export(tmp_path: Path, capsys) -> None:
+    """Weights trained on [-1024, 1024] with a centre crop (torchxrayvision's): every format feeds them so."""
+    import torch
+
+    from medclf.model.checkpoint import load_checkpoint, save_checkpoint
+
+    path = make_checkpoint(tmp_path / "best.pt", "densenet_tiny", size=32)
+    checkpoint = load_checkpoint(path)
+    checkpoint.input = {"intensity": [-1024.0, 1024.0], "crop": "centre"}
+    save_checkpoint(path, checkpoint)
+    images = tmp_path / "images"
+    images.mkdir()
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (40, 64), dtype=np.uint8)).save(images / "wide.png")
+    csv = tmp_path / "m.csv"
+    csv.write_text(f"image,split,{','.join(LABELS)}\n{images / 'wide.png'},VALIDATION,0,1,0\n")
+    assert export(path, tmp_path / "exp", "--csv", str(csv)) == 0
+    printed = parity_lines(capsys)
+    assert set(printed) == {"torchscript", "onnx", "bundle"} and max(printed.values()) <= 1e-4, printed
+    config = json.loads((tmp_path / "exp" / "bundle" / "configs" / "inference.json").read_text())
+    assert config["crop"] is True and config["intensity"] == [-1024.0, 1024.0]
+    scripted = torch.jit.load(str(tmp_path / "exp" / "model.ts"))
+    plain = torch.jit.load(str(tmp_path / "exp" / "bundle" / "models" / "model.ts"))
+    x = torch.rand(1, 1, 32, 32)
+    assert torch.allclose(scripted(x)[0], plain(x * 2048.0 - 1024.0), atol=1e-4)  # the map is inside model.ts

@@ -13,6 +13,7 @@ import pytest
 from matplotlib.figure import Figure
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
+from medclf.metrics.bootstrap import auroc_1d as auroc
 from medclf.metrics.curves import (
     average_precision,
     calibration_bins,
@@ -21,15 +22,14 @@ from medclf.metrics.curves import (
     pr_curve_points,
     roc_curve_points,
 )
-from medclf.metrics.curves import curve_auroc as auroc
 from medclf.reporting.figures import (
     confusion_figure,
     figure_png,
-    image_grid_figure,
     pr_figure,
     roc_figure,
 )
 from medclf.reporting.figures_calibration import calibration_figure
+from medclf.reporting.figures_errors import errors_figure
 from medclf.reporting.html import PNG_SIGNATURE, render_report
 
 NIH_LABELS = [
@@ -144,7 +144,7 @@ def test_every_figure_builds(n_labels: int, labels: list[str]) -> None:
         pr_figure(probs, targets, labels),
         confusion_figure(confusion_counts(probs, targets, thresholds), labels, thresholds),
         calibration_figure(probs, targets, labels),
-        image_grid_figure(images, captions, "most confidently wrong"),
+        errors_figure((images, captions), ([], []), "most confidently wrong"),
     ]
     for fig in figures:
         assert isinstance(fig, Figure)
@@ -164,12 +164,12 @@ def test_undefined_labels_get_a_note() -> None:
     assert "undefined: no positives" in [t.get_text() for t in pr.axes[2].texts]
 
 
-def test_empty_image_grid_and_bad_shapes() -> None:
-    assert isinstance(image_grid_figure([], [], "nothing"), Figure)
+def test_empty_error_grid_and_bad_shapes() -> None:
+    assert isinstance(errors_figure(([], []), ([], []), "nothing"), Figure)
     with pytest.raises(ValueError):
         roc_figure(np.zeros((3, 2)), np.zeros((3, 2)), ["only one name"])
     with pytest.raises(ValueError):
-        image_grid_figure([np.zeros((2, 2, 3))], ["rgb"], "t")
+        errors_figure(([np.zeros((2, 2, 3))], ["rgb"]), ([], []), "t")
 
 
 def _report(n_labels: int = 14) -> str:

@@ -20,7 +20,7 @@ from medclf.metrics.curves import (
     operating_point_xy,
     roc_curve_points,
 )
-from medclf.metrics.summary import operating_point
+from medclf.metrics.metric_list import Facts, label_row, ratio
 from medclf.reporting.figures import confusion_figure, figure_png, pr_figure, roc_figure
 from medclf.reporting.figures_calibration import calibration_figure
 from medclf.reporting.figures_errors import errors_figure
@@ -90,7 +90,7 @@ def test_normalised_confusion_rows_sum_to_one() -> None:
     np.testing.assert_allclose(shares.sum(axis=-1), 1.0, atol=1e-12)
     j = 4
     tn, fp, fn, tp = counts[j].reshape(-1)
-    point = operating_point(tp, fp, tn, fn)
+    point = label_row(Facts(tp, fp, tn, fn, ratio))
     assert shares[j, 0, 0] == pytest.approx(point["specificity"]) and shares[j, 1, 1] == pytest.approx(
         point["sensitivity"]
     )

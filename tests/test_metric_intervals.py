@@ -10,11 +10,12 @@ from sklearn.metrics import roc_auc_score
 
 from medclf.metrics.bootstrap import bootstrap_auroc, bootstrap_resamples, percentile_interval, resample_counts
 from medclf.metrics.curves import decisions
-from medclf.metrics.summary import RATES, evaluation_report
+from medclf.metrics.summary import evaluation_report
 from medclf.reporting.tables import evaluation_table, metrics_table, thresholds_phrase
 
 N, B, SEED = 160, 40, 5
 THRESHOLDS = [0.45, 0.5, 0.55, 0.5]
+RATES = ("sensitivity", "specificity", "ppv", "npv")
 
 
 def masked_example() -> tuple[torch.Tensor, torch.Tensor]:

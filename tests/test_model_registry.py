@@ -130,6 +130,6 @@ def test_pretrained_without_a_loader_is_refused(synthetic_csv: Path, tmp_path: P
     line = error_line(capsys)
     assert line == (
         f"error: --pretrained {weights}: resnet10 has no pretrained-weights loader "
-        "(one exists for densenet121, densenet169, densenet201, densenet_tiny)"
+        "(one exists for densenet121, densenet169, densenet201, densenet_tiny, resnet18)"
     )
     assert not out.exists()

@@ -12,6 +12,7 @@ from medclf.config.fields import parse_label_map
 from medclf.config.files import field_types, load_settings, make_settings, read_settings_file, settings_dict
 from medclf.config.prepare import PrepareChexpertConfig, PrepareMimicCxrConfig, PrepareNihConfig
 from medclf.config.train import TrainConfig
+from medclf.config.weights import ImportWeightsConfig
 
 __all__ = [
     "CACHES",
@@ -23,6 +24,7 @@ __all__ = [
     "CompareConfig",
     "ExplainConfig",
     "ExportConfig",
+    "ImportWeightsConfig",
     "PredictConfig",
     "PrepareChexpertConfig",
     "PrepareMimicCxrConfig",

@@ -139,7 +139,7 @@ HELP_GROUPS: dict[str, list[tuple[str, list[str]]]] = {
     "TrainConfig": [
         ("data", ["csv", "labels", "uncertain", "image_size", "batch_size", "check_images", "patient_column",
                   "allow_patient_overlap", "shared_patient_ids"]),
-        ("model", ["model", "pretrained"]),
+        ("model", ["model", "pretrained", "init_from"]),
         ("optimisation", ["optimizer", "lr", "weight_decay", "momentum", "pos_weight", "augment", "hflip"]),
         ("schedule", ["scheduler", "plateau_patience", "plateau_factor", "epochs", "early_stopping_patience",
                       "freeze_backbone_epochs"]),

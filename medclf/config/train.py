@@ -24,7 +24,13 @@ class TrainConfig:
     image_size: int = opt(224, "images are resized to this many pixels per side", bounds=">= 32")
     # Checked against medclf.model.registry where the network is built (the settings layer sits below it).
     model: str = opt("densenet121", "network (densenet_tiny is for smoke tests)")
-    pretrained: str = opt("", "local .pth of torchvision ImageNet DenseNet weights to start from")
+    # Starting points (issue 23): ImageNet, chest X-ray weights, or another medclf run.
+    pretrained: str = opt(
+        "",
+        "weights to start from: imagenet (torchvision's, through the torch.hub cache), torchxrayvision:NAME "
+        "(converted by medclf-import-weights), or a file (.pth of torchvision DenseNet weights, medclf weights file)",
+    )
+    init_from: str = opt("", "a medclf checkpoint (runs/a/best.pt) to start from; other labels and image size allowed")
     epochs: int = opt(20, "maximum number of epochs", bounds=">= 1")
     batch_size: int = opt(32, "images per training and validation batch", bounds=">= 2")
     lr: float = opt(1e-3, "initial learning rate", bounds="> 0")

@@ -9,7 +9,7 @@ Used by the demo and the tests; never for claims about real radiographs.
 
 from __future__ import annotations
 
-import csv
+import io
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image
 
 from medclf.data.manifest import NIH_LABELS
+from medclf.reporting.files import make_folder, write_bytes, write_csv
 
 GRID = 4
 
@@ -77,7 +78,7 @@ def make_synthetic_dataset(
         raise ValueError(f"at most {GRID * GRID} labels fit the grid")
     rng = np.random.default_rng(seed)
     out_dir = Path(out_dir)
-    (out_dir / "images").mkdir(parents=True, exist_ok=True)
+    make_folder(out_dir / "images", "the synthetic images folder")
     prevalence = np.linspace(0.3, 0.1, num=len(labels))
     truth = (rng.random((n_images, len(labels))) < prevalence).astype(int)
     split_names = rng.choice(["TRAIN", "VALIDATION", "TEST"], size=n_images, p=list(splits))
@@ -91,11 +92,10 @@ def make_synthetic_dataset(
         elif draw < color_fraction:
             img = img.convert("RGB")
         name = f"images/img_{i:05d}.png"
-        img.save(out_dir / name)
-        rows.append([name, split_names[i], *truth[i].tolist()])
+        png = io.BytesIO()
+        img.save(png, format="PNG")
+        write_bytes(out_dir / name, png.getvalue())  # atomic, as every file medclf writes
+        rows.append({"image": name, "split": split_names[i], **dict(zip(labels, truth[i].tolist(), strict=True))})
     manifest = out_dir / "dataset.csv"
-    with open(manifest, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["image", "split", *labels])
-        writer.writerows(rows)
+    write_csv(manifest, rows, ["image", "split", *labels])
     return manifest

@@ -7,6 +7,8 @@ cache::
                           DICOM: modality LUT, first VOI LUT / window, MONOCHROME1 inverted
     EnsureChannelFirstd   (H, W[, C]) -> (C, H, W)
     ToGrayscaled          RGB/RGBA/gray+alpha -> one channel, 3-D singleton slices -> 2-D
+    CentreCropd           (only for weights trained so, e.g. torchxrayvision's) the long side cropped to a
+                          centred square
     AreaResized           -> (1, S, S), area interpolation
     ScaleIntensityd       per-image min/max -> [0, 255] (8-bit sources) or [0, 65535] (deeper sources)
     CastToCompactd        -> uint8 / uint16 tensor, metadata dropped (1 byte per pixel for 8-bit PNGs)
@@ -179,6 +181,20 @@ class AreaResized(MapTransform):
         return d
 
 
+class CentreCropd(MapTransform):
+    """Crop a (1, H, W) image to the centred square of side min(H, W), as torchxrayvision's ``XRayCenterCrop``."""
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            img = d[key]
+            height, width = img.shape[-2:]
+            side = min(height, width)
+            top, left = height // 2 - side // 2, width // 2 - side // 2
+            d[key] = img[..., top : top + side, left : left + side]
+        return d
+
+
 class CastToCompactd(MapTransform):
     """Round to uint8 (8-bit sources) or uint16 and drop MONAI metadata to keep the cache small."""
 
@@ -235,12 +251,13 @@ class SkipUnreadable(Transform):
             }
 
 
-def preprocessing(image_size: int, labels: Sequence[str] = ()) -> Compose:
+def preprocessing(image_size: int, labels: Sequence[str] = (), crop: bool = False) -> Compose:
     """The deterministic, cacheable chain from a manifest record to a compact sample.
 
     Args:
         image_size: Output side length in pixels.
         labels: Label keys to join into ``labels``; empty for unlabeled inference.
+        crop: Centre-crop the long side to a square before resizing (the weights' input convention).
 
     Returns:
         A Compose that maps ``{"image": path, "row", "index", <label>: (1,) array...}`` to
@@ -251,6 +268,7 @@ def preprocessing(image_size: int, labels: Sequence[str] = ()) -> Compose:
         ReadImaged("image"),
         EnsureChannelFirstd("image"),
         ToGrayscaled("image"),
+        *([CentreCropd("image")] if crop else []),
         AreaResized("image", image_size),
         ScaleToBitRanged("image"),
         CastToCompactd("image"),
@@ -273,12 +291,12 @@ class _KeepPathd(Transform):
         return d
 
 
-def load_image(path: str | Path, image_size: int) -> torch.Tensor:
+def load_image(path: str | Path, image_size: int, crop: bool = False) -> torch.Tensor:
     """One image through :func:`preprocessing`, as a float (1, S, S) tensor in [0, 1].
 
     Raises the underlying error for unreadable files (used by predict/explain on single images).
     """
-    sample = preprocessing(image_size)({"image": str(path), "row": -1, "index": 0})
+    sample = preprocessing(image_size, crop=crop)({"image": str(path), "row": -1, "index": 0})
     return to_unit_range(sample["image"])
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -73,15 +73,21 @@ def accuracy(probs: torch.Tensor, targets: torch.Tensor, threshold: float = 0.5)
 
 
 def classification_metrics(
-    probs: torch.Tensor, targets: torch.Tensor, labels: Sequence[str], threshold: float = 0.5
+    probs: torch.Tensor,
+    targets: torch.Tensor,
+    labels: Sequence[str],
+    threshold: float = 0.5,
+    auroc: Callable[[torch.Tensor, torch.Tensor], list[float | None]] = roc_auc,
 ) -> dict[str, Any]:
-    """Macro and per-label AUROC (MONAI), accuracy (torchmetrics) and label counts.
+    """Macro and per-label AUROC (MONAI unless ``auroc`` is given), accuracy (torchmetrics) and label counts.
 
     Args:
         probs: (N, L) probabilities.
         targets: (N, L) 0/1 targets; NaN where a label is unknown (left out of every metric).
         labels: L label names.
         threshold: Decision threshold for accuracy.
+        auroc: The per-label AUROC: MONAI's for the per-epoch value; evaluation passes the rank AUROC
+            (:func:`medclf.metrics.bootstrap.label_aurocs`, the same floats).
 
     Returns:
         ``macro_auroc`` (None if no label is defined), ``labels_averaged``, ``accuracy``, and per label
@@ -91,7 +97,7 @@ def classification_metrics(
         raise ValueError(
             f"shapes differ: probs {tuple(probs.shape)}, targets {tuple(targets.shape)}, {len(labels)} labels"
         )
-    per_label = roc_auc(probs, targets)
+    per_label = auroc(probs, targets)
     positives, negatives = (c.long().tolist() for c in class_totals(targets))
     n = targets.shape[0]
     return {

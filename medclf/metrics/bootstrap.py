@@ -107,6 +107,31 @@ def rank_auroc(probs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return torch.where(pairs > 0, wins / pairs, torch.full_like(wins, math.nan))
 
 
+def label_aurocs(probs: torch.Tensor, targets: torch.Tensor) -> list[float | None]:
+    """Per-label AUROC of (N, L) inputs, each label over the images where it is known (NaN: unknown).
+
+    This is :func:`rank_auroc`, the one AUROC of every evaluation number (``validate``, subgroups, TTA,
+    the ROC figure). It divides exact counts once, as ``monai.metrics.compute_roc_auc`` does for the
+    per-epoch ``val_auroc``, so the two give the same float for float32 scores.
+
+    Returns:
+        One value per label; None where the label lacks a labelled positive or negative.
+    """
+    known = ~torch.isnan(targets)
+    if bool(known.all()):
+        values = rank_auroc(probs, targets).tolist()
+    else:
+        values = [float(rank_auroc(probs[rows, j : j + 1], targets[rows, j : j + 1])[0]) for j, rows in
+                  enumerate(known.unbind(1))]  # fmt: skip
+    return [None if math.isnan(v) else v for v in values]
+
+
+def auroc_1d(probs_1d: np.ndarray, targets_1d: np.ndarray) -> float | None:
+    """:func:`label_aurocs` of one label's scores and targets given as arrays (e.g. a figure's legend)."""
+    column = [torch.from_numpy(np.asarray(a, dtype=np.float64)).reshape(-1, 1) for a in (probs_1d, targets_1d)]
+    return label_aurocs(*column)[0]
+
+
 def resample_counts(
     n: int, n_resamples: int, seed: int = 0, chunk: int | None = None, device: torch.device | str = "cpu"
 ) -> Iterator[torch.Tensor]:

@@ -62,15 +62,6 @@ def roc_curve_points(probs_1d: np.ndarray, targets_1d: np.ndarray) -> tuple[np.n
     return fpr, tpr, np.r_[np.inf, thresholds]
 
 
-def curve_auroc(probs_1d: np.ndarray, targets_1d: np.ndarray) -> float | None:
-    """Area under the tie-grouped ROC curve (trapezoids); ``None`` without both classes."""
-    points = roc_curve_points(probs_1d, targets_1d)
-    if points is None:
-        return None
-    fpr, tpr, _ = points
-    return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2.0))
-
-
 def pr_curve_points(probs_1d: np.ndarray, targets_1d: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """Precision-recall curve with one point per distinct score, starting at recall 0, precision 1.
 

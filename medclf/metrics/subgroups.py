@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from medclf.metrics.bootstrap import bootstrap_auroc, percentile_interval, rank_auroc
+from medclf.metrics.bootstrap import bootstrap_auroc, label_aurocs, percentile_interval
 from medclf.metrics.curves import check_probs_targets, confusion_counts
 from medclf.metrics.subgroup_spec import (
     MISSING,
@@ -201,6 +201,7 @@ def _group_metrics(
     counts = confusion_counts(p, t, thresholds)  # [label, true, predicted]
     p_t, t_t = torch.from_numpy(p).float(), torch.from_numpy(t).float()
     rows, defined, enough = [], np.zeros(len(labels), dtype=bool), np.zeros(len(labels), dtype=bool)
+    aurocs = label_aurocs(p_t, t_t)
     for j, label in enumerate(labels):
         (tn, fp), (fn, tp) = counts[j].tolist()
         positives, negatives = tp + fn, tn + fp
@@ -208,8 +209,7 @@ def _group_metrics(
         enough[j] = min(positives, negatives) >= MIN_PER_CLASS
         auroc, note = None, ""
         if defined[j]:
-            known = torch.from_numpy(~np.isnan(t[:, j]))
-            auroc = float(rank_auroc(p_t[known, j : j + 1], t_t[known, j : j + 1])[0])
+            auroc = aurocs[j]
             if not enough[j] and n_bootstrap > 0:
                 note = f"too few: {positives} pos / {negatives} neg (an interval needs {MIN_PER_CLASS} of each)"
         rows.append({"attribute": attribute, "group": name, "label": label, "n": positives + negatives,

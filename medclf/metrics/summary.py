@@ -1,8 +1,8 @@
-"""Operating points and the full evaluation summary behind ``validate``'s report. Pure functions."""
+"""The full evaluation summary behind ``validate``'s report, from the metrics of
+:mod:`medclf.metrics.metric_list`. Pure functions."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,28 +10,9 @@ import numpy as np
 import torch
 
 from medclf.metrics.auroc import classification_metrics, defined_labels, mean_defined
-from medclf.metrics.bootstrap import bootstrap_resamples, percentile_interval, rank_auroc
+from medclf.metrics.bootstrap import bootstrap_resamples, label_aurocs, percentile_interval
 from medclf.metrics.curves import average_precision, confusion_from_calls, decisions
-
-
-def operating_point(tp: float, fp: float, tn: float, fn: float) -> dict[str, float | None]:
-    """Sensitivity, specificity, PPV, NPV, F1 and accuracy of one 2x2 table (None for 0/0)."""
-
-    def ratio(a: float, b: float) -> float | None:
-        return a / b if b else None
-
-    return {
-        "sensitivity": ratio(tp, tp + fn),
-        "specificity": ratio(tn, tn + fp),
-        "ppv": ratio(tp, tp + fp),
-        "npv": ratio(tn, tn + fn),
-        "f1": ratio(2 * tp, 2 * tp + fp + fn),
-        "accuracy": ratio(tp + tn, tp + fp + tn + fn),
-    }
-
-
-RATES = ("sensitivity", "specificity", "ppv", "npv")
-"""The operating-point rates that get bootstrap intervals, as keys of :func:`operating_point`."""
+from medclf.metrics.metric_list import Facts, averaged, count_intervals, count_samples, label_row, ratio
 
 
 def evaluation_report(
@@ -47,20 +28,22 @@ def evaluation_report(
 ) -> dict[str, Any]:
     """Everything a results table needs, per label and averaged.
 
-    Per label: AUROC (MONAI) with a percentile bootstrap interval (images resampled, seeded), average
-    precision, positives/negatives/labelled images (NaN targets are unknown and left out), and at the
-    label's operating threshold (``thresholds``, as shown) the 2x2 counts of ``calls`` (made by
-    :func:`medclf.metrics.curves.decisions` at ``thresholds`` when not given), sensitivity, specificity,
-    PPV, NPV (each with an interval from the same resamples as AUROC's), F1 and accuracy. ``macro``
-    averages each quantity over the labels where it is defined (a macro interval is that of the
-    per-resample macro mean); ``micro`` pools every image x label decision.
+    Each row holds every metric of :data:`~medclf.metrics.metric_list.METRICS`, in its order. Per label:
+    AUROC (the rank AUROC, the same floats as the per-epoch MONAI value) with a percentile bootstrap
+    interval (images resampled, seeded), average precision, positives/negatives/labelled images (NaN
+    targets are unknown and left out), and at the label's operating threshold (``thresholds``, as shown)
+    the 2x2 counts of ``calls`` (made by :func:`medclf.metrics.curves.decisions` at ``thresholds`` when
+    not given), sensitivity, specificity, PPV, NPV (each with an interval from the same resamples as
+    AUROC's), F1 and accuracy. ``macro`` averages each averaged metric over the labels where it is
+    defined (a macro interval is that of the per-resample macro mean); ``micro`` pools every image x
+    label decision.
 
     Returns:
         ``classification_metrics`` keys plus ``accuracy_at_0.5`` (the same value as its ``accuracy``:
         labelled image x label decisions at threshold 0.5), ``per_label`` (list of dicts), ``macro``,
         ``micro`` and ``bootstrap`` (settings and the number of usable resamples).
     """
-    base = classification_metrics(probs, targets, labels)
+    base = classification_metrics(probs, targets, labels, auroc=label_aurocs)
     probs_np = probs.detach().double().cpu().numpy()
     targets_np = targets.detach().cpu().numpy()
     calls = decisions(probs_np, thresholds) if calls is None else np.asarray(calls, dtype=bool)
@@ -68,28 +51,21 @@ def evaluation_report(
     per_label = []
     for j, name in enumerate(labels):
         tn, fp, fn, tp = (int(v) for v in counts[j].reshape(-1))
-        per_label.append({
-            "label": name,
-            "auroc": base["auroc"][name],
-            "average_precision": average_precision(probs_np[:, j], targets_np[:, j]),
-            "positives": base["positives"][name],
-            "negatives": base["negatives"][name],
-            "labelled": base["labelled"][name],
-            "threshold": float(thresholds[j]),
-            "tp": tp, "fp": fp, "tn": tn, "fn": fn,
-            **operating_point(tp, fp, tn, fn),
-        })  # fmt: skip
-    keys = ["auroc", "average_precision", "sensitivity", "specificity", "ppv", "npv", "f1", "accuracy"]
-    macro = {k: mean_defined([row[k] for row in per_label]) for k in keys}
+        facts = Facts(tp, fp, tn, fn, ratio, auroc=base["auroc"][name],
+                      average_precision=average_precision(probs_np[:, j], targets_np[:, j]),
+                      positives=base["positives"][name], negatives=base["negatives"][name],
+                      threshold=float(thresholds[j]))  # fmt: skip
+        per_label.append({"label": name, **label_row(facts)})
+    macro = {k: mean_defined([row[k] for row in per_label]) for k in averaged()}
     micro = micro_average(probs, targets, calls)
-    samples: dict[str, torch.Tensor | None] = dict.fromkeys(("auroc", *RATES))
-    pooled: dict[str, torch.Tensor | None] = dict.fromkeys(RATES)
+    samples: dict[str, torch.Tensor | None] = dict.fromkeys(("auroc", *count_intervals()))
+    pooled: dict[str, torch.Tensor | None] = dict.fromkeys(count_intervals())
     valid = 0
     if n_bootstrap > 0:  # one set of resamples for AUROC and the rates at the thresholds
         auroc, confusion = bootstrap_resamples(probs, targets, n_bootstrap, seed, torch.from_numpy(calls))
         valid = int((~auroc[:, defined_labels(targets)].isnan()).all(dim=1).sum())
-        samples = {"auroc": auroc, **rate_samples(confusion)}
-        pooled = rate_samples(confusion.sum(dim=2, keepdim=True))
+        samples = {"auroc": auroc, **count_samples(confusion)}
+        pooled = count_samples(confusion.sum(dim=2, keepdim=True))
     for metric, values in samples.items():
         _set_intervals(metric, values, per_label, macro, level)
     for metric, values in pooled.items():
@@ -99,21 +75,6 @@ def evaluation_report(
                            "label and metric)"}  # fmt: skip
     return {**base, "accuracy_at_0.5": base["accuracy"], "per_label": [_ordered(r) for r in per_label],
             "macro": _ordered(macro), "micro": _ordered(micro), "bootstrap": bootstrap}  # fmt: skip
-
-
-def rate_samples(confusion: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per-resample sensitivity, specificity, PPV and NPV from (B, 4, L) ``[TP, FP, TN, FN]`` counts.
-
-    Returns:
-        ``{rate: (B, L) float64 tensor}``, NaN where the rate is 0/0 in a resample.
-    """
-    tp, fp, tn, fn = confusion.double().unbind(1)
-
-    def ratio(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return torch.where(b > 0, a / b.clamp(min=1), torch.full_like(a, math.nan))  # counts: b > 0 means b >= 1
-
-    return {"sensitivity": ratio(tp, tp + fn), "specificity": ratio(tn, tn + fp),
-            "ppv": ratio(tp, tp + fp), "npv": ratio(tn, tn + fn)}  # fmt: skip
 
 
 def _set_intervals(
@@ -170,11 +131,8 @@ def micro_average(probs: torch.Tensor, targets: torch.Tensor, calls: np.ndarray)
     """
     probs_np = probs.detach().double().cpu().numpy()
     targets_np = targets.detach().cpu().numpy()
-    pooled = confusion_from_calls(calls, targets_np).sum(axis=0)
-    known = ~torch.isnan(targets.reshape(-1))
-    auroc = float(rank_auroc(probs.reshape(-1, 1)[known], targets.reshape(-1, 1)[known])[0])
-    return {
-        "auroc": None if math.isnan(auroc) else auroc,
-        "average_precision": average_precision(probs_np.reshape(-1), targets_np.reshape(-1)),
-        **operating_point(float(pooled[1, 1]), float(pooled[0, 1]), float(pooled[0, 0]), float(pooled[1, 0])),
-    }
+    (tn, fp), (fn, tp) = confusion_from_calls(calls, targets_np).sum(axis=0).tolist()
+    auroc = label_aurocs(probs.reshape(-1, 1), targets.reshape(-1, 1))[0]  # over the labelled entries
+    ap = average_precision(probs_np.reshape(-1), targets_np.reshape(-1))
+    row = label_row(Facts(float(tp), float(fp), float(tn), float(fn), ratio, auroc=auroc, average_precision=ap))
+    return {key: row[key] for key in averaged()}

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from medclf.errors import CheckpointError
+from medclf.model.input_convention import apply_convention
 from medclf.model.networks import build_model
 from medclf.model.safe_load import load_weights_only
 from medclf.reporting.files import atomic_write
@@ -83,6 +84,8 @@ class Checkpoint(TrainState):
         medclf_version: Version that wrote the file.
         provenance: Versions, date, command, git commit, device and manifest hashes of the run
             (:mod:`medclf.reporting.provenance`); empty in files written before 0.2.0.
+        input: The input convention of the weights (:mod:`medclf.model.input_convention`; ``{}``: medclf's
+            own, [0, 1] and the whole image), which every reader of the checkpoint feeds the network.
         path: Where it was loaded from (not saved).
     """
 
@@ -98,6 +101,7 @@ class Checkpoint(TrainState):
     rng: dict[str, Any] = field(default_factory=dict)
     medclf_version: str = ""
     provenance: dict[str, Any] = field(default_factory=dict)
+    input: dict[str, Any] = field(default_factory=dict)
     path: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -231,4 +235,5 @@ def model_from_checkpoint(checkpoint: Checkpoint, device: str | torch.device = "
         raise CheckpointError(
             f"weights in {checkpoint.path or 'checkpoint'} do not fit {checkpoint.model_name}: {str(e).splitlines()[0]}"
         ) from None
+    apply_convention(model, checkpoint.input, checkpoint.path or "checkpoint")
     return model.to(device).eval()

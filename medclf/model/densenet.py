@@ -2,8 +2,11 @@
 
 Backbone: ``features`` (stem, dense blocks, transitions, ``norm5``); head: ``class_layers``
 (ReLU, global average pooling, flatten, ``out``). Grad-CAM reads ``class_layers.relu``, the last dense
-features before pooling. ImageNet weights come from local torchvision ``.pth`` files
-(:mod:`medclf.model.pretrained`). torch and MONAI are imported inside the functions (see
+features before pooling. ImageNet weights come from torchvision's ``.pth`` files
+(:mod:`medclf.model.pretrained`), found through torch.hub's cache (:data:`IMAGENET`,
+:mod:`medclf.model.hub_cache`); chest X-ray weights from medclf weights files
+(:mod:`medclf.model.weights_file`, written by ``medclf-import-weights``). torch and MONAI are imported
+inside the functions (see
 :mod:`medclf.model.registry`).
 """
 
@@ -12,12 +15,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from medclf.model.registry import Architecture, built_from
+from medclf.model.registry import Architecture, HubFile, built_from
 
 if TYPE_CHECKING:
     from torch import nn
 
 _DEPTHS = ("densenet121", "densenet169", "densenet201")
+#: torchvision's ImageNet weights (``torchvision.models.DenseNet121_Weights.IMAGENET1K_V1`` etc.): the URL, and
+#: the SHA-256 prefix torch.hub checks, which is the part of the file name after its last ``-``.
+IMAGENET: dict[str, HubFile] = {
+    "densenet121": HubFile("https://download.pytorch.org/models/densenet121-a639ec97.pth", "a639ec97"),
+    "densenet169": HubFile("https://download.pytorch.org/models/densenet169-b2777c0a.pth", "b2777c0a"),
+    "densenet201": HubFile("https://download.pytorch.org/models/densenet201-c1103571.pth", "c1103571"),
+}
 
 
 def _definition(name: str) -> Any:
@@ -47,6 +57,13 @@ def load_torchvision(net: nn.Module, path: str | Path) -> Any:
     return load_torchvision_densenet(net, path)
 
 
+def load_weights(net: nn.Module, path: str | Path, labels: Any = None) -> Any:
+    """A medclf weights file (chest X-ray weights, :func:`medclf.model.weights_file.load_weights_file`)."""
+    from medclf.model.weights_file import load_weights_file
+
+    return load_weights_file(net, path, labels)
+
+
 def _entry(name: str, definition: Any) -> Architecture:
     return Architecture(
         name=name,
@@ -57,7 +74,8 @@ def _entry(name: str, definition: Any) -> Architecture:
         gradcam_layer="class_layers.relu",
         feature_layer="class_layers.out",
         classes=("DenseNet",),
-        pretrained={"torchvision-imagenet": load_torchvision},
+        pretrained={"torchvision-imagenet": load_torchvision, "medclf-weights": load_weights},
+        imagenet=IMAGENET.get(name),
     )
 
 

@@ -77,12 +77,12 @@ class PretrainedReport:
         """One line: counts, then the adapted, skipped and missing tensors by name."""
         adapted = [f"{k} ({self.reasons[k]})" if k in self.reasons else k for k in self.adapted]
         counters = [k for k in self.missing if k.endswith(".num_batches_tracked")]
-        missing = _name_list(k for k in self.missing if k not in counters)
+        missing = name_list(k for k in self.missing if k not in counters)
         if counters:
             missing = f"{missing}; {len(counters)} batch-norm num_batches_tracked counters (0; unused)"
         return (
             f"loaded {len(self.loaded)} tensors ({self.n_parameters / 1e6:.2f}M parameters) from {self.path}; "
-            f"adapted: {_name_list(adapted)}; skipped: {_name_list(self.skipped)}; "
+            f"adapted: {name_list(adapted)}; skipped: {name_list(self.skipped)}; "
             f"left at initial values: {missing}"
         )
 
@@ -112,12 +112,21 @@ def load_torchvision_densenet(model: nn.Module, path: str | Path, *, allow_parti
         ValueError: ``model`` is not a 2-D MONAI DenseNet.
     """
     net = unwrap_model(model)
-    target = net.state_dict()
-    if STEM not in target or target[STEM].ndim != 4:
+    if STEM not in net.state_dict() or net.state_dict()[STEM].ndim != 4:
         raise ValueError(f"{type(net).__name__} is not a 2-D MONAI DenseNet (it has no 4-D {STEM})")
-    path = Path(path)
-    source = _read_state_dict(path)
+    return load_densenet_backbone(net, read_state_dict(Path(path)), path, allow_partial=allow_partial)
 
+
+def load_densenet_backbone(
+    model: nn.Module, source: Mapping[str, torch.Tensor], path: str | Path, *, allow_partial: bool = False
+) -> PretrainedReport:
+    """Load the backbone tensors of a torchvision-named DenseNet state dict (``source``) into a MONAI DenseNet.
+
+    What :func:`load_torchvision_densenet` does once the file is read; ``path`` names the source in
+    messages. torchxrayvision's DenseNet uses torchvision's names, so its weights load through here too.
+    """
+    net = unwrap_model(model)
+    target = net.state_dict()
     mapped: dict[str, str] = {}  # MONAI name -> file name
     report = PretrainedReport(path=str(path))
     for name in source:
@@ -144,8 +153,8 @@ def load_torchvision_densenet(model: nn.Module, path: str | Path, *, allow_parti
         mismatched = [f"{k} ({report.reasons[k]})" for k in report.skipped if report.reasons[k].startswith("shape")]
         raise CheckpointError(
             f"{path} does not fit this network: {len(random_backbone)} backbone tensors would keep random "
-            f"values ({_name_list(random_backbone, 5)}); file tensors of another shape: "
-            f"{_name_list(mismatched, 5)}. The file holds {_describe_blocks(mapped)}, the model is "
+            f"values ({name_list(random_backbone, 5)}); file tensors of another shape: "
+            f"{name_list(mismatched, 5)}. The file holds {_describe_blocks(mapped)}, the model is "
             f"{_describe_blocks(target)}; use weights of the same DenseNet depth"
         )
 
@@ -162,7 +171,10 @@ def load_torchvision_densenet(model: nn.Module, path: str | Path, *, allow_parti
 
 
 def _matching_tensors(
-    source: dict[str, torch.Tensor], mapped: dict[str, str], target: dict[str, torch.Tensor], report: PretrainedReport
+    source: Mapping[str, torch.Tensor],
+    mapped: dict[str, str],
+    target: dict[str, torch.Tensor],
+    report: PretrainedReport,
 ) -> dict[str, torch.Tensor]:
     """The file's backbone tensors that fit the model (the stem adapted), by MONAI name; the rest are
     recorded in ``report`` with the reason."""
@@ -222,7 +234,7 @@ def _adapt_stem(tensor: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tenso
     return adapt_input_conv(tensor, channels), how
 
 
-def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """The file's tensors by name (``module.`` prefixes stripped); raises CheckpointError."""
     obj: Any = load_weights_only(path, "cpu", what="pretrained weights")
     if isinstance(obj, Mapping):
@@ -270,7 +282,7 @@ def _shape(tensor: torch.Tensor) -> str:
     return "(" + ", ".join(map(str, tensor.shape)) + ")"
 
 
-def _name_list(names: Iterable[str], limit: int = 20) -> str:
+def name_list(names: Iterable[str], limit: int = 20) -> str:
     """``a, b, c`` with at most ``limit`` names, then ``and N more``; ``none`` when empty."""
     names = list(names)
     if not names:
@@ -279,4 +291,11 @@ def _name_list(names: Iterable[str], limit: int = 20) -> str:
     return f"{shown} and {len(names) - limit} more" if len(names) > limit else shown
 
 
-__all__ = ["PretrainedReport", "adapt_input_conv", "load_torchvision_densenet"]
+__all__ = [
+    "PretrainedReport",
+    "adapt_input_conv",
+    "load_densenet_backbone",
+    "load_torchvision_densenet",
+    "name_list",
+    "read_state_dict",
+]

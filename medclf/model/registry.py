@@ -43,6 +43,24 @@ class InputSpec:
 
 
 @dataclass(frozen=True)
+class HubFile:
+    """A weights file torchvision publishes, as ``torch.hub`` caches it (``$TORCH_HOME/hub/checkpoints/NAME``).
+
+    Attributes:
+        url: Where torchvision downloads it from.
+        hash_prefix: The first hex digits of its SHA-256 (the part of the file name after the last ``-``).
+    """
+
+    url: str
+    hash_prefix: str
+
+    @property
+    def file_name(self) -> str:
+        """The file name in the hub cache (the URL's last part)."""
+        return self.url.rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
 class Architecture:
     """One network medclf can train.
 
@@ -58,6 +76,7 @@ class Architecture:
         input: The images the network expects.
         network_def: ``network_def(n_labels, in_channels)``: the network as a MONAI bundle component, a dict
             with ``_target_`` (a dotted name) and its arguments, JSON values only; None when there is none.
+        imagenet: torchvision's ImageNet weights for ``--pretrained imagenet`` (None when there are none).
     """
 
     name: str
@@ -69,6 +88,7 @@ class Architecture:
     classes: tuple[str, ...] = ()
     pretrained: dict[str, Callable[[nn.Module, str | Path], Any]] = field(default_factory=dict)
     input: InputSpec = InputSpec()
+    imagenet: HubFile | None = None
     network_def: Callable[[int, int], dict[str, Any]] | None = None
 
 
@@ -157,6 +177,7 @@ def pretrained_loader(name: str, path: str | Path) -> Callable[[nn.Module, str |
 __all__ = [
     "FAMILIES",
     "Architecture",
+    "HubFile",
     "InputSpec",
     "architecture",
     "architecture_of",

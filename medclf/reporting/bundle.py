@@ -39,6 +39,8 @@ class BundleFacts:
         provenance: The checkpoint's provenance block, plus its SHA-256 and the exporting medclf.
         card: Extra model-card sections, title -> Markdown.
         authors, copyright, licence: Metadata text; ``licence`` is the LICENSE file's text.
+        crop: Whether images are centre-cropped to a square before resizing (the weights' input convention).
+        intensity_range: The range the [0, 1] input is mapped onto before the network (``[0, 1]``: none).
     """
 
     model_name: str
@@ -53,6 +55,8 @@ class BundleFacts:
     authors: str = ""
     copyright: str = ""
     licence: str = NO_LICENCE
+    crop: bool = False
+    intensity_range: list[float] = field(default_factory=lambda: [0.0, 1.0])
 
 
 def _version(package: str) -> str:
@@ -71,8 +75,9 @@ def network_data_format(facts: BundleFacts) -> dict[str, Any]:
     """The input and output spec of ``network_def``, the labels as the output's ``channel_def``."""
     n, size = len(facts.labels), facts.image_size
     image = {"type": "image", "format": "magnitude", "modality": "XR", "num_channels": 1, "spatial_shape": [size, size],
-             "dtype": "float32", "value_range": [0, 1], "is_patch_data": False, "channel_def": {"0": "image"},
-             "description": facts.intensity}  # fmt: skip
+             "dtype": "float32", "value_range": facts.intensity_range, "is_patch_data": False,
+             "channel_def": {"0": "image"},
+             "description": f"{facts.intensity}; mapped onto {facts.intensity_range} by the predictor"}  # fmt: skip
     pred = {"type": "logits", "format": "classes", "num_channels": n, "spatial_shape": [n], "dtype": "float32",
             "value_range": [], "is_onehot": False, "channel_def": channel_names(facts.labels),
             "description": "probability: sigmoid(logit / temperature); call: sigmoid(logit) >= threshold"}  # fmt: skip
@@ -122,13 +127,15 @@ def inference_config(facts: BundleFacts) -> dict[str, Any]:
         "labels": facts.labels,
         "temperatures": facts.temperatures,
         "thresholds": facts.thresholds,
+        "crop": facts.crop,
+        "intensity": facts.intensity_range,
         "network_def": facts.network_def,
         "predictor": {
             "_target_": "scripts.medclf_bundle.Predictor",
             "network": "@network_def",
             "weights": "$@bundle_root + '/models/model.pt'",
             **{key: f"@{key}" for key in ("dataset_dir", "output_dir", "image_size", "labels", "temperatures")},
-            **{key: f"@{key}" for key in ("thresholds", "device")},
+            **{key: f"@{key}" for key in ("thresholds", "device", "crop", "intensity")},
         },
         "initialize": [],
         "run": ["$@predictor()"],

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from medclf.metrics import metric_list
 from medclf.reporting.html import render_report
 from medclf.reporting.tables import interval_text, thresholds_phrase
 
@@ -72,21 +73,20 @@ def _provenance_facts(prov: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def _per_label_rows(metrics: dict[str, Any]) -> tuple[list[str], list[list[str]], list[list[str]]]:
-    """Columns, one row per label, and the macro and micro rows (kept last when the table is sorted)."""
-    columns = ["label", "AUROC [95% CI]", "AP", "positives", "negatives", "threshold", "sensitivity [95% CI]",
-               "specificity [95% CI]", "PPV [95% CI]", "NPV [95% CI]", "F1", "accuracy"]  # fmt: skip
-    rates = ["sensitivity", "specificity", "ppv", "npv"]
-    rows = []
-    for row in metrics["per_label"]:
-        rows.append([row["label"], _with_ci(row, "auroc"), _num(row["average_precision"]), str(row["positives"]),
-                     str(row["negatives"]), _num(row["threshold"]), *(_with_ci(row, k) for k in rates),
-                     _num(row["f1"]), _num(row["accuracy"])])  # fmt: skip
-    footer = []
-    for name in ("macro", "micro"):
-        avg = metrics[name]
-        footer.append([f"{name} average", _with_ci(avg, "auroc"), _num(avg["average_precision"]), "", "", "",
-                       *(_with_ci(avg, k) for k in rates), _num(avg["f1"]), _num(avg["accuracy"])])  # fmt: skip
+    """Columns (the metrics with a page heading), one row per label, and the macro and micro rows (kept
+    last when the table is sorted; blank where a metric is not averaged)."""
+    shown = [m for m in metric_list.METRICS if m.page]
+    columns = ["label", *(f"{m.page} [95% CI]" if m.interval else m.page for m in shown)]
+    rows = [[row["label"], *(_cell(row, m) for m in shown)] for row in metrics["per_label"]]
+    footer = [[f"{name} average", *(_cell(metrics[name], m) if m.averaged else "" for m in shown)]
+              for name in ("macro", "micro")]  # fmt: skip
     return columns, rows, footer
+
+
+def _cell(row: dict[str, Any], metric: metric_list.Metric) -> str:
+    if metric.interval:
+        return _with_ci(row, metric.key)
+    return str(row[metric.key]) if metric.count else _num(row[metric.key])
 
 
 def _with_ci(row: dict[str, Any], key: str) -> str:

@@ -21,11 +21,11 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from medclf.metrics.bootstrap import auroc_1d
 from medclf.metrics.curves import (
     average_precision,
     check_probs_targets,
     class_counts,
-    curve_auroc,
     normalised_confusion,
     operating_point_xy,
     pr_curve_points,
@@ -79,7 +79,7 @@ def roc_figure(
         if points is None:
             return None
         fpr, tpr, _ = points
-        text = f"AUROC {curve_auroc(p, t):.3f}" + (_interval_text(*bounds[j]) if bounds else "")
+        text = f"AUROC {auroc_1d(p, t):.3f}" + (_interval_text(*bounds[j]) if bounds else "")
         ax.plot(fpr, tpr, color="C0", linewidth=1.8, label=text)
         if cuts is None:
             return ""
@@ -224,24 +224,6 @@ def confusion_figure(counts: np.ndarray, labels: Sequence[str], thresholds: Sequ
         positives, negatives = int(counts[j, 1].sum()), int(counts[j, 0].sum())
         ax.set_title(f"{_panel_title(name, positives, negatives)}\nthreshold {float(thresholds[j]):.3f}",
                      fontsize=TITLE_FONT)  # fmt: skip
-    return fig
-
-
-def image_grid_figure(images: Sequence[np.ndarray], captions: Sequence[str], title: str) -> Figure:
-    """A grid of grayscale (H, W) images in [0, 1], each with a (multi-line) caption under it."""
-    if len(images) != len(captions):
-        raise ValueError(f"{len(images)} images but {len(captions)} captions")
-    if not images:
-        fig = _new_figure((PANEL_INCHES * 2, PANEL_INCHES))
-        ax = fig.add_subplot()
-        ax.set_axis_off()
-        _note(ax, "no images")
-        fig.suptitle(title, fontsize=TITLE_FONT + 2)
-        return fig
-    lines = max(str(c).count("\n") + 1 for c in captions)
-    fig, axes = _panel_grid(len(images), title, extra_height=0.18 * lines)
-    for ax, image, caption in zip(axes, images, captions, strict=True):
-        _show_image(ax, image, caption)
     return fig
 
 

@@ -1,7 +1,7 @@
 """The most-confident-errors figure of one label: false positives and false negatives in separate rows.
 
 Built like :mod:`medclf.reporting.figures` (a ``Figure``, never ``pyplot``); nothing here writes files.
-Images are grayscale (H, W) arrays in [0, 1], as for :func:`medclf.reporting.figures.image_grid_figure`;
+Images are grayscale (H, W) arrays in [0, 1], shown without ticks, each with its caption;
 pick them with :func:`medclf.metrics.curves.confident_errors_by_kind`.
 """
 

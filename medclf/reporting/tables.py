@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from medclf.metrics import metric_list
 from medclf.reporting.files import write_csv
 
 
@@ -33,20 +34,27 @@ def _f(value: float | None) -> str:
 
 
 def metrics_table(metrics: Mapping[str, Any]) -> str:
-    """Per-label AUROC (with its 95% interval when bootstrapped), positives and negatives, then the macro
-    AUROC and a last line with the accuracies, each naming its thresholds, as text."""
+    """The metrics of :data:`~medclf.metrics.metric_list.METRICS` that have a console column, per label
+    (an interval metric with its 95% interval when bootstrapped), then the macro AUROC and a last line
+    with the accuracies, each naming its thresholds, as text."""
     labels = list(metrics["auroc"])
     rows = {r["label"]: r for r in metrics.get("per_label", [])}
+    shown = [m for m in metric_list.METRICS if m.console]
     width = max([len("label"), *map(len, labels)])
-    lines = [f"{'label':<{width}}  {'AUROC':>7}  {'95% CI':>15}  {'pos':>6}  {'neg':>6}"]
+    header = [f"{'label':<{width}}"]
+    for m in shown:
+        header += [f"{m.console[0]:>{m.console[1]}}"] + ([f"{'95% CI':>15}"] if m.interval else [])
+    lines = ["  ".join(header)]
     for name in labels:
-        auroc = metrics["auroc"][name]
-        shown = "undef" if auroc is None else f"{auroc:.4f}"
         row = rows.get(name, {})
-        ci = interval_text(row.get("auroc_ci_low"), row.get("auroc_ci_high"))
-        lines.append(
-            f"{name:<{width}}  {shown:>7}  {ci:>15}  {metrics['positives'][name]:>6}  {metrics['negatives'][name]:>6}"
-        )
+        cells = [f"{name:<{width}}"]
+        for m in shown:
+            value = row[m.key] if m.key in row else metrics[m.key][name]  # training's metrics: no per_label
+            text = "undef" if value is None else str(value) if m.count else f"{value:.4f}"
+            cells.append(f"{text:>{m.console[1]}}")
+            if m.interval:
+                cells.append(f"{interval_text(row.get(f'{m.key}_ci_low'), row.get(f'{m.key}_ci_high')):>15}")
+        lines.append("  ".join(cells))
     macro = metrics.get("macro", {})
     ci = interval_text(macro.get("auroc_ci_low"), macro.get("auroc_ci_high"))
     lines.append(
@@ -91,7 +99,8 @@ def interval_text(low: float | None, high: float | None, digits: int = 4) -> str
 
 
 def evaluation_table(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Rows of an evaluation's metrics.csv: one per label, then the macro and micro averages."""
+    """Rows of an evaluation's metrics.csv: one per label, then the macro and micro averages; the
+    columns are the rows' keys, in the order of :data:`~medclf.metrics.metric_list.METRICS`."""
     rows = [dict(row) for row in metrics["per_label"]]
     for name in ("macro", "micro"):
         rows.append({"label": f"{name} average", **metrics[name]})

@@ -19,7 +19,7 @@ from medclf.data.manifest import Manifest
 from medclf.data.sources import SOURCE_COLUMN
 from medclf.engine.loops import Inference, check_finite
 from medclf.errors import ConfigError, ImageError
-from medclf.metrics.auroc import roc_auc
+from medclf.metrics.bootstrap import label_aurocs
 from medclf.metrics.calibration import (
     calibration_scores,
     fit_temperatures,
@@ -143,8 +143,8 @@ def tta_block(result: Inference, labels: list[str], n_views: int) -> dict[str, A
     """Macro and per-label AUROC without and with test-time augmentation, and the change."""
     if result.plain_logits is None:
         return None
-    without = roc_auc(torch.sigmoid(result.plain_logits.float()), result.targets)
-    with_tta = roc_auc(result.probs, result.targets)
+    without = label_aurocs(torch.sigmoid(result.plain_logits.float()), result.targets)
+    with_tta = label_aurocs(result.probs, result.targets)
     both = [j for j in range(len(labels)) if without[j] is not None and with_tta[j] is not None]
     macro = (float(np.mean([without[j] for j in both])), float(np.mean([with_tta[j] for j in both]))) if both else None
     return {

@@ -18,6 +18,7 @@ from medclf.errors import ConfigError, ImageError
 from medclf.metrics.calibration import reported_probabilities
 from medclf.model.checkpoint import load_checkpoint, model_from_checkpoint
 from medclf.model.gradcam import gradcam_heatmap
+from medclf.model.input_convention import centre_crop
 from medclf.reporting.figures import overlay_figure
 from medclf.reporting.files import save_figure
 from medclf.workflows.dicom_results import check_dicom_request, write_overlay_capture
@@ -56,7 +57,7 @@ def explain_image(config: ExplainConfig | None = None, **overrides: Any) -> dict
     wanted = config.label or labels
     if config.dicom:  # before any work: a bad label or a non-DICOM image is refused with nothing written
         check_dicom_request([str(config.image)], wanted, "--dicom")
-    image = _read_image(config.image, image_size)
+    image = _read_image(config.image, image_size, centre_crop(checkpoint.input))
 
     device = resolve_device(config.device)
     model = model_from_checkpoint(checkpoint, device)
@@ -91,11 +92,11 @@ def image_stem(path: str | Path) -> str:
     return name[: -len(".nii.gz")] if name.lower().endswith(".nii.gz") else Path(name).stem
 
 
-def _read_image(path: str | Path, image_size: int) -> torch.Tensor:
+def _read_image(path: str | Path, image_size: int, crop: bool = False) -> torch.Tensor:
     if not Path(path).is_file():
         raise ImageError(f"image not found: {path}")
     try:
-        return load_image(path, image_size)
+        return load_image(path, image_size, crop)
     except Exception as e:  # any decoder, any format: all mean "this image is unusable"
         raise ImageError(f"cannot read image {path}: {plain_error(str(path), e)}") from None
 

@@ -21,6 +21,7 @@ from medclf.config import ExportConfig
 from medclf.errors import ConfigError, ExportError
 from medclf.model.checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint
 from medclf.model.export import INPUT_NAME, OUTPUT_NAMES, DeployedNet, onnx_bytes, torchscript_bytes, trace
+from medclf.model.input_convention import centre_crop
 from medclf.model.registry import architecture
 from medclf.reporting.bundle import BundleFacts, write_bundle
 from medclf.reporting.files import write_bytes, write_json
@@ -65,12 +66,15 @@ def check_export_folder(out: str | Path) -> Path:
 def input_spec(checkpoint: Checkpoint) -> dict[str, Any]:
     """The exported models' input and outputs, as export.json and docs/deployment.md state them."""
     size, n = checkpoint.image_size, len(checkpoint.labels)
+    crop = " (first the centred square of the long side)" if centre_crop(checkpoint.input) else ""
     return {
         "input": {"name": INPUT_NAME, "dtype": "float32", "shape": ["N", 1, size, size],
                   "intensity": architecture(checkpoint.model_name).input.intensity,
                   "preprocessing": "one channel (RGB(A): BT.601 luma; alpha dropped); area resize to "
-                  f"{size}x{size}; per-image min/max to [0, 255] (8-bit source) or [0, 65535] (deeper, and "
+                  f"{size}x{size}{crop}; per-image min/max to [0, 255] (8-bit source) or [0, 65535] (deeper, and "
                   "windowed DICOM), rounded; divided by 255 or 65535"},
+        "convention": {"crop": "centre" if crop else "none", "intensity_inside_the_model":
+                       list((checkpoint.input or {}).get("intensity", [0.0, 1.0]))},
         "outputs": {name: {"dtype": "float32", "shape": ["N", n]} for name in OUTPUT_NAMES},
     }  # fmt: skip
 
@@ -89,6 +93,7 @@ def _facts(config: ExportConfig, checkpoint: Checkpoint, temperatures: list[floa
         provenance=provenance, card={"Training data": training_section(checkpoint),
               "Validation metrics": validation_section(checkpoint, config.csv)},
         authors=config.authors, copyright=config.copyright, **({"licence": licence} if licence else {}),
+        crop=centre_crop(checkpoint.input), intensity_range=list((checkpoint.input or {}).get("intensity", [0.0, 1.0])),
     )  # fmt: skip
 
 

@@ -23,6 +23,7 @@ from medclf.engine.loops import Inference, infer
 from medclf.errors import ConfigError
 from medclf.metrics.calibration import scale_thresholds, unscale_thresholds
 from medclf.model.checkpoint import Checkpoint, model_from_checkpoint
+from medclf.model.input_convention import centre_crop
 
 
 def output_dir(given: str, checkpoint: Checkpoint, name: str) -> Path:
@@ -93,7 +94,8 @@ def inference_parts(
     """Device, loader (the checkpoint's preprocessing, no cache) and model for a pass over ``records``."""
     where = resolve_device(device)
     labels = list(checkpoint.labels) if with_labels else ()
-    dataset = build_dataset(records, preprocessing(int(checkpoint.image_size), labels), cache="none")
+    chain = preprocessing(int(checkpoint.image_size), labels, crop=centre_crop(checkpoint.input))
+    dataset = build_dataset(records, chain, cache="none")
     loader = make_loader(
         dataset, batch_size=batch_size or checkpoint.batch_size, cache="none", num_workers=num_workers, device=where
     )

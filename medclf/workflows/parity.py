@@ -25,6 +25,7 @@ from medclf.data.transforms import load_image
 from medclf.errors import MedclfError
 from medclf.metrics.calibration import reported_probabilities
 from medclf.model.checkpoint import Checkpoint
+from medclf.model.input_convention import centre_crop
 from medclf.reporting.files import write_bytes
 
 log = logging.getLogger(__name__)
@@ -99,7 +100,7 @@ def measure_parity(
     """Largest absolute difference from medclf's probabilities, per format written in ``folder``."""
     import onnxruntime
 
-    batch = torch.stack([load_image(p, checkpoint.image_size) for p in paths])
+    batch = torch.stack([load_image(p, checkpoint.image_size, centre_crop(checkpoint.input)) for p in paths])
     with torch.no_grad():
         reference = reported_probabilities(net(batch), list(checkpoint.temperatures) or None)
         scripted = torch.jit.load(str(folder / "model.ts"), map_location="cpu")(batch)[1].numpy()

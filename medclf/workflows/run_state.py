@@ -39,8 +39,10 @@ from medclf.model.checkpoint import (
     load_checkpoint,
     resolve_checkpoint_path,
 )
+from medclf.model.input_convention import centre_crop, convention_of
 from medclf.model.networks import build_model, count_parameters
-from medclf.model.registry import architecture, pretrained_loader
+from medclf.model.registry import architecture
+from medclf.model.starting_weights import Start, initialise, resolve_start, run_convention
 from medclf.reporting.provenance import provenance
 from medclf.reporting.run_lock import RunLock
 from medclf.reporting.run_log import RunLogger, claim_run_dir, default_run_dir, save_config, save_label_counts
@@ -100,6 +102,7 @@ class Run:
             rng=rng_states(),
             medclf_version=__version__,
             provenance=self.provenance,
+            input=convention_of(self.net),
         )
         return full if resumable else dataclasses.replace(full, optimizer=None, scheduler=None, scaler=None, rng={})
 
@@ -107,8 +110,8 @@ class Run:
 def set_up(config: TrainConfig, world: World, device: torch.device) -> tuple[Run, TrainState]:
     """Run folder, resumed state, data, model and optimisation, in the order that keeps runs repeatable."""
     architecture(config.model)  # an unknown --model, or --pretrained for it without a loader, is refused
-    if config.pretrained and not config.resume:  # before a run folder is claimed
-        pretrained_loader(config.model, config.pretrained)
+    # Starting weights are found and checked before a run folder is claimed; a resumed run's come from its checkpoint.
+    start = None if config.resume else resolve_start(config.model, config.pretrained, config.init_from)
     resumed = load_checkpoint(config.resume) if config.resume else None
     if resumed:
         check_compatible(resumed, labels=config.labels, image_size=config.image_size, model_name=config.model)
@@ -121,7 +124,7 @@ def set_up(config: TrainConfig, world: World, device: torch.device) -> tuple[Run
         seed_everything(config.seed, config.deterministic)
         if not world.main:
             logging.getLogger("medclf").setLevel(logging.WARNING)  # one rank reports
-        run = _build(config, world, device, run_dir, resumed)
+        run = _build(config, world, device, run_dir, resumed, start)
         run.lock = folder.lock if folder else None
         state = TrainState(thresholds=[0.5] * len(run.manifest.labels))
         if resumed:
@@ -146,12 +149,20 @@ def _absolute_paths(config: TrainConfig, run_dir: Path) -> TrainConfig:
 
     return dataclasses.replace(
         config, csv=[absolute(p) for p in config.csv], out=absolute(str(run_dir)),
-        pretrained=absolute(config.pretrained), resume=absolute(config.resume),
+        pretrained=absolute(config.pretrained) if Path(config.pretrained).is_file() else config.pretrained,
+        init_from=absolute(config.init_from), resume=absolute(config.resume),
         cache_dir=absolute(config.cache_dir or str(run_dir / "cache")),
     )  # fmt: skip
 
 
-def _build(config: TrainConfig, world: World, device: torch.device, run_dir: Path, resumed: Checkpoint | None) -> Run:
+def _build(
+    config: TrainConfig,
+    world: World,
+    device: torch.device,
+    run_dir: Path,
+    resumed: Checkpoint | None,
+    start: Start | None,
+) -> Run:
     """Data (manifest -> this rank's cached samples -> loaders), then the model, loss and optimiser."""
     show_progress = config.progress and world.main
     manifest = read_manifests(config.csv, config.labels, required_splits=("TRAIN", "VALIDATION"))
@@ -161,7 +172,8 @@ def _build(config: TrainConfig, world: World, device: torch.device, run_dir: Pat
     log_label_counts(manifest, config.uncertain)
     if world.main:
         save_label_counts(run_dir, manifest.positives())
-    chain = preprocessing(config.image_size, manifest.labels)
+    crop = centre_crop(run_convention(start, resumed))
+    chain, cache_key = preprocessing(config.image_size, manifest.labels, crop=crop), f"{config.image_size}{'c' * crop}"
     val_records, val_batches = shard_eval(manifest.records("VALIDATION", config.uncertain), config.batch_size, world)
     train_records = manifest.records("TRAIN", config.uncertain)
     records = {"TRAIN": shard_records(train_records, world, config.seed), "VALIDATION": val_records}
@@ -169,7 +181,7 @@ def _build(config: TrainConfig, world: World, device: torch.device, run_dir: Pat
     datasets = {
         split: build_dataset(
             part, chain, cache=config.cache, cache_rate=config.cache_rate, cache_dir=config.cache_dir,
-            cache_workers=config.cache_workers, cache_key=str(config.image_size), progress=show_progress,
+            cache_workers=config.cache_workers, cache_key=cache_key, progress=show_progress,
         )
         for split, part in records.items()
     }  # fmt: skip
@@ -180,8 +192,7 @@ def _build(config: TrainConfig, world: World, device: torch.device, run_dir: Pat
     val_loader = make_loader(datasets["VALIDATION"], batch_size=config.batch_size, sampler=val_batches, **loader_args)
 
     net = build_model(config.model, len(manifest.labels))
-    if config.pretrained and not resumed:  # a resumed run's weights come from its checkpoint
-        pretrained_loader(config.model, config.pretrained)(net, config.pretrained)
+    initialise(net, start, resumed, manifest.labels, config.image_size)
     channels_last = config.channels_last and device.type == "cuda"
     net = net.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
     weights = pos_weight(manifest.targets("TRAIN", config.uncertain)).to(device) if config.pos_weight else None

@@ -65,8 +65,9 @@ def _read_dicom(path: Path) -> tuple[torch.Tensor, int]:
     return torch.from_numpy(arr.astype(np.float32))[None], bits
 
 
-def load_image(path: str | os.PathLike, image_size: int) -> torch.Tensor:
-    """One image as the model's input: a float32 (1, S, S) tensor in [0, 1]."""
+def load_image(path: str | os.PathLike, image_size: int, crop: bool = False) -> torch.Tensor:
+    """One image as the model's input: a float32 (1, S, S) tensor in [0, 1] (``crop``: the centred square of
+    the long side first, for weights trained so)."""
     path = Path(path)
     dicom = path.suffix.lower() in (".dcm", ".dicom") or _has_dicom_magic(path)
     img, bits = _read_dicom(path) if dicom else _read_pil(path)
@@ -74,6 +75,11 @@ def load_image(path: str | os.PathLike, image_size: int) -> torch.Tensor:
         img = img[:1]
     elif img.shape[0] in (3, 4):
         img = (img[:3].float() * torch.tensor(_WEIGHTS, dtype=torch.float32).view(3, 1, 1)).sum(dim=0, keepdim=True)
+    if crop:
+        height, width = img.shape[-2:]
+        side = min(height, width)
+        top, left = height // 2 - side // 2, width // 2 - side // 2
+        img = img[..., top : top + side, left : left + side]
     img = F.interpolate(img.float()[None], size=(image_size, image_size), mode="area")[0]
     top = 255.0 if bits == 8 else 65535.0
     low, high = img.min(), img.max()
@@ -96,16 +102,21 @@ class Predictor:
     def __init__(
         self, network: torch.nn.Module, weights: str, dataset_dir: str, output_dir: str, image_size: int,
         labels: Sequence[str], temperatures: Sequence[float], thresholds: Sequence[float], device: str = "cpu",
+        crop: bool = False, intensity: Sequence[float] = (0.0, 1.0),
     ) -> None:  # fmt: skip
         self.network = network.to(device).eval()
         self.network.load_state_dict(torch.load(weights, map_location=device, weights_only=True))
         self.dataset_dir, self.output_dir, self.image_size, self.device = dataset_dir, output_dir, image_size, device
         self.labels, self.thresholds = list(labels), list(thresholds)
         self.temperatures = torch.tensor(list(temperatures), dtype=torch.float32).view(1, -1)
+        self.crop, self.intensity = crop, (float(intensity[0]), float(intensity[1]))
 
     def probabilities(self, paths: Sequence[Path]) -> tuple[np.ndarray, np.ndarray]:
         """(calibrated probabilities, raw sigmoid probabilities), one row per path."""
-        batch = torch.stack([load_image(p, self.image_size) for p in paths]).to(self.device)
+        batch = torch.stack([load_image(p, self.image_size, self.crop) for p in paths]).to(self.device)
+        low, high = self.intensity
+        if (low, high) != (0.0, 1.0):  # the range the weights were trained on (e.g. torchxrayvision's)
+            batch = batch * (high - low) + low
         with torch.no_grad():
             logits = self.network(batch).float().cpu()
         return torch.sigmoid(logits / self.temperatures).numpy(), torch.sigmoid(logits).numpy()
