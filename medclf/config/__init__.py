@@ -10,6 +10,7 @@ from medclf.config.commands import HELP_GROUPS, CompareConfig, ExplainConfig, Pr
 from medclf.config.fields import parse_label_map
 from medclf.config.files import field_types, load_settings, make_settings, read_settings_file, settings_dict
 from medclf.config.prepare import PrepareChexpertConfig, PrepareMimicCxrConfig, PrepareNihConfig
+from medclf.config.study import CrossvalConfig, LearningCurveConfig, parse_fractions
 from medclf.config.train import TrainConfig
 
 __all__ = [
@@ -20,7 +21,9 @@ __all__ = [
     "SPLITS",
     "UNCERTAIN_POLICIES",
     "CompareConfig",
+    "CrossvalConfig",
     "ExplainConfig",
+    "LearningCurveConfig",
     "PredictConfig",
     "PrepareChexpertConfig",
     "PrepareMimicCxrConfig",
@@ -30,6 +33,7 @@ __all__ = [
     "field_types",
     "load_settings",
     "make_settings",
+    "parse_fractions",
     "parse_label_map",
     "read_settings_file",
     "settings_dict",
