@@ -29,28 +29,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; returns the exit status (0 ok, 2 bad input, 1 environment failure, 128+N signal N)."""
     setup_logging()
     given = parse_flags(CrossvalConfig, argv, PROG, __doc__.split("\n\n")[0])
+    return run_command(lambda: _run(given))
 
-    def body() -> int:
-        # torch and MONAI load only now: --help and --version answer at once.
-        from medclf.model.ensemble import is_study, read_study
-        from medclf.workflows.crossval import crossval
 
-        base: dict[str, Any] = {}
-        if given.get("resume") and is_study(given["resume"]):
-            # A resumed study keeps its saved settings; flags given now (e.g. --epochs) override them.
-            base = {**read_study(given["resume"]).get("settings", {}), "resume": given["resume"]}
-        result = crossval(settings_from_flags(CrossvalConfig, [base, given], PROG))
-        if result.interrupted_by:
-            return 128 + int(signal.Signals[result.interrupted_by])
-        oof = result.oof or {}
-        log.info("done: out-of-fold macro AUROC %s %s; study folder %s", _num(oof.get("macro_auroc")),
-                 _interval(oof, "patients"), result.study_dir)  # fmt: skip
-        if result.test:
-            log.info("fold ensemble on TEST: macro AUROC %s %s (%s)", _num(result.test.get("macro_auroc")),
-                     _interval(result.test, "images"), result.test.get("out"))  # fmt: skip
-        return 0
+def _run(given: dict[str, Any]) -> int:
+    from medclf.workflows.crossval import crossval  # torch and MONAI load only now: --help answers at once
 
-    return run_command(body)
+    # A resumed study keeps its saved settings; flags given now (e.g. --epochs) override them.
+    result = crossval(settings_from_flags(CrossvalConfig, [_saved_settings(given.get("resume", "")), given], PROG))
+    if result.interrupted_by:
+        return 128 + int(signal.Signals[result.interrupted_by])
+    oof = result.oof or {}
+    log.info("done: out-of-fold macro AUROC %s %s; study folder %s", _num(oof.get("macro_auroc")),
+             _interval(oof, "patients"), result.study_dir)  # fmt: skip
+    if result.test:
+        log.info("fold ensemble on TEST: macro AUROC %s %s (%s)", _num(result.test.get("macro_auroc")),
+                 _interval(result.test, "images"), result.test.get("out"))  # fmt: skip
+    return 0
+
+
+def _saved_settings(resume: str) -> dict[str, Any]:
+    """The settings saved in the study being resumed (none when not resuming)."""
+    from medclf.model.ensemble import is_study, read_study
+
+    if not resume or not is_study(resume):
+        return {}  # the workflow says what is wrong with the folder
+    return {**read_study(resume).get("settings", {}), "resume": resume}
 
 
 def _num(value: float | None) -> str:

@@ -17,7 +17,7 @@ import pandas as pd
 
 from medclf.data.csv_cells import read_csv_cells
 from medclf.data.manifest import IMAGE_COLUMN, SPLIT_COLUMN, Manifest
-from medclf.errors import ConfigError, ManifestError
+from medclf.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ def read_folds(path: str | Path) -> pd.DataFrame:
     """A ``folds.csv`` (image, patient, fold >= 1) as a frame.
 
     Raises:
-        ManifestError: naming the file, row and column of a missing column or a fold that is not a number >= 1.
+        ConfigError: naming the file, row and column of a missing column or a fold that is not a number >= 1.
     """
     path = Path(path)
     if not path.is_file():
@@ -126,12 +126,14 @@ def read_folds(path: str | Path) -> pd.DataFrame:
     frame, lines = read_csv_cells(path)
     missing = [c for c in FOLDS_COLUMNS if c not in frame.columns]
     if missing:
-        raise ManifestError(path, [f"missing column(s) {', '.join(missing)}; a folds file has image, patient, fold"])
+        raise ConfigError(f"folds file {path}: missing column(s) {', '.join(missing)}; a folds file has image, "
+                          "patient, fold")  # fmt: skip
     folds = pd.to_numeric(frame["fold"], errors="coerce")
     bad = [f"row {lines[i]}, column 'fold': {frame['fold'].iloc[i]!r} is not a fold number (1, 2, ...)"
            for i in np.flatnonzero(~(folds >= 1) | (folds % 1 != 0))]  # fmt: skip
     if bad:
-        raise ManifestError(path, bad)
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise ConfigError(f"folds file {path}: {bad[0]}{more}")
     return pd.DataFrame({"image": frame["image"], "patient": frame["patient"], "fold": folds.astype(int),
                          "csv_row": lines})  # fmt: skip
 
@@ -140,8 +142,8 @@ def check_folds(path: str | Path, folds: pd.DataFrame, images: pd.Series) -> pd.
     """Each study image's fold from ``folds`` (read by :func:`read_folds`), in the order of ``images``.
 
     Raises:
-        ManifestError: a patient in two folds, an image the manifest's TRAIN/VALIDATION lacks or one it has
-            that the file lacks.
+        ConfigError: a patient in two folds, an image the manifest's TRAIN/VALIDATION lacks or one it has
+            that the file lacks (one line naming the file and the rows).
     """
     problems = []
     spread = folds.groupby("patient")["fold"].nunique()
@@ -158,7 +160,8 @@ def check_folds(path: str | Path, folds: pd.DataFrame, images: pd.Series) -> pd.
     if len(absent):
         problems.append(f"{len(absent)} TRAIN/VALIDATION image(s) of the manifest have no fold, e.g. {absent.iloc[0]}")
     if problems:
-        raise ManifestError(path, [*problems, "the folds file does not match the manifest: draw new folds"])
+        raise ConfigError(f"folds file {path}: {'; '.join(problems[:3])}; it does not match the manifest (give it "
+                          "the manifest it was drawn from, or leave out --folds-csv to draw new folds)")  # fmt: skip
     return by_image.loc[images.to_numpy(), "fold"].reset_index(drop=True)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from medclf.data.folds import STUDY_SPLITS, assign_folds, check_folds, fold_size
 from medclf.data.manifest import Manifest
 from medclf.data.sources import read_manifests
 from medclf.engine.distributed import World, barrier, broadcast, close_world, init_world
-from medclf.errors import ConfigError, ManifestError
+from medclf.errors import ConfigError
 from medclf.model.ensemble import STUDY_FILE, STUDY_FORMAT, STUDY_VERSION, is_study, read_study
 from medclf.reporting.files import make_folder, write_csv, write_json
 from medclf.reporting.mlflow_log import open_tracker
@@ -70,9 +71,14 @@ def crossval(config: CrossvalConfig | None = None, **overrides: Any) -> Crossval
 
 
 def _study(config: CrossvalConfig, world: World) -> CrossvalResult:
+    config = dataclasses.replace(
+        config, csv=[os.path.abspath(p) for p in config.csv], folds_csv=_absolute(config.folds_csv),
+        pretrained=_absolute(config.pretrained), cache_dir=_absolute(config.cache_dir),
+    )  # fmt: skip
     study = Path(broadcast(str(Path(config.resume or config.out or default_run_dir()).absolute()), world))
     saved = _check_study_folder(study, bool(config.resume))
-    if saved.get("complete"):
+    same = {**settings_dict(config), "resume": "", "out": str(study)} == saved.get("settings")
+    if saved.get("complete") and same:  # with other settings (e.g. more --epochs) the folds go on
         log.info("%s is finished: all %d folds are trained and evaluated; nothing was trained", study, saved["folds"])
         return CrossvalResult(str(study), finished_before=True, **saved.get("results", {}))
     manifest = read_manifests(config.csv, config.labels, required_splits=STUDY_SPLITS)
@@ -129,6 +135,10 @@ def _folds_then_evaluation(config: CrossvalConfig, world: World, manifest: Manif
     return result
 
 
+def _absolute(path: str) -> str:
+    return os.path.abspath(path) if path else path
+
+
 def fold_config(config: CrossvalConfig, study: Path, folds_csv: Path, fold: int) -> TrainConfig:
     """Fold ``fold``'s training settings: the study's, its run folder, its fold; resumed if it has a checkpoint."""
     values = {f.name: getattr(config, f.name) for f in dataclasses.fields(TrainConfig)}
@@ -163,7 +173,7 @@ def _folds_file(config: CrossvalConfig, manifest: Manifest, study: Path, world: 
         folds = assign_folds(patients, targets, config.folds, config.seed, list(manifest.labels))
     n_folds = int(folds.max())
     if sorted(set(folds.tolist())) != list(range(1, n_folds + 1)):
-        raise ManifestError(source, [f"column 'fold': folds {sorted(set(folds.tolist()))} are not 1..{n_folds}"])
+        raise ConfigError(f"folds file {source}: column 'fold' holds {sorted(set(folds.tolist()))}; folds are 1..K")
     if world.main:
         make_folder(study, "the study folder")
         if source is None or source.resolve() != target.resolve():
