@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from medclf.errors import ConfigError
+from medclf.reporting.files import make_folder
 
 log = logging.getLogger(__name__)
 
@@ -21,11 +22,17 @@ EXPERIMENT = "medclf"
 _PARAM_CHARS = 500  # well under MLflow's limit on a parameter value
 
 
-def tracking_uri(given: str) -> str:
-    """A tracking URI from ``--mlflow``: a URI as given (``http://...``, ``file:...``), a folder as a file URI."""
-    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", given) or given.startswith("file:"):
-        return given
-    return Path(given).resolve().as_uri()
+def tracking_uri(given: str) -> tuple[str, str | None]:
+    """The tracking URI for ``--mlflow`` and, for a local folder, where its artifacts go.
+
+    A URI (``http://...``, ``sqlite:///...``, ``file:...``) is used as given. A folder (``./mlruns`` by default)
+    becomes an SQLite store inside it, ``<folder>/mlflow.db``, with artifacts in ``<folder>/artifacts``: MLflow 3
+    keeps its plain file store only behind ``MLFLOW_ALLOW_FILE_STORE=true`` (give a ``file:`` URI for that).
+    """
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", given) and not re.match(r"^[A-Za-z]:[\\/]", given):
+        return given, None
+    folder = Path(given).resolve()
+    return f"sqlite:///{folder / 'mlflow.db'}", (folder / "artifacts").as_uri()
 
 
 def _mlflow() -> Any:
@@ -60,14 +67,23 @@ class Tracker:
 
     def __init__(self, uri: str, run_name: str, settings: Mapping[str, Any], tags: Mapping[str, str] = ()) -> None:
         self.mlflow = _mlflow()
-        self.mlflow.set_tracking_uri(tracking_uri(uri))
-        nested = self.mlflow.active_run() is not None
-        if not nested:
-            self.mlflow.set_experiment(EXPERIMENT)
-        self.run = self.mlflow.start_run(run_name=run_name, nested=nested, tags=dict(tags))
-        self.run_id = self.run.info.run_id
-        self.mlflow.log_params(flat_params(settings))
-        log.info("MLflow: run %s (%s) at %s", run_name, self.run_id, self.mlflow.get_tracking_uri())
+        self.run = None
+        target, artifacts = tracking_uri(uri)
+        if artifacts is not None:
+            make_folder(Path(target.removeprefix("sqlite:///")).parent, "the MLflow folder")
+        try:
+            self.mlflow.set_tracking_uri(target)
+            nested = self.mlflow.active_run() is not None
+            if not nested and self.mlflow.get_experiment_by_name(EXPERIMENT) is None:
+                self.mlflow.create_experiment(EXPERIMENT, artifact_location=artifacts)
+            if not nested:
+                self.mlflow.set_experiment(EXPERIMENT)
+            self.run = self.mlflow.start_run(run_name=run_name, nested=nested, tags=dict(tags))
+            self.run_id = self.run.info.run_id
+            self.mlflow.log_params(flat_params(settings))
+        except self.mlflow.exceptions.MlflowException as e:
+            raise ConfigError(f"--mlflow {uri}: {str(e).splitlines()[0]}") from None
+        log.info("MLflow: run %s (%s) at %s", run_name, self.run_id, target)
 
     def log_metrics(self, values: Mapping[str, Any], step: int | None = None) -> None:
         """Log the finite numbers of ``values`` (at ``step``, e.g. the epoch)."""
