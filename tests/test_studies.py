@@ -239,3 +239,11 @@ def test_linear_probe_trains_only_the_classifier(synthetic_csv: Path, tmp_path: 
                           "--num-workers", "0"]) == 0  # fmt: skip
     macro = json.loads((out / "metrics.json").read_text())["macro_auroc"]
     assert macro == pytest.approx(history["val_auroc"].iloc[best - 1], abs=1e-6)
+
+
+def test_an_unfinished_study_as_checkpoint(study: Path, synthetic_csv: Path, tmp_path: Path, capsys) -> None:
+    copy = tmp_path / "cv"
+    shutil.copytree(study, copy, ignore=shutil.ignore_patterns("test_ensemble", "*.png"))
+    (copy / "fold_2" / "best.pt").unlink()
+    assert predict_main(["--checkpoint", str(copy), "--csv", str(synthetic_csv), "--device", "cpu"]) == 2
+    assert "unfinished study: fold 2 has no best.pt" in error_line(capsys)
