@@ -17,6 +17,8 @@ from medclf.errors import ConfigError
 class CrossvalConfig(TrainConfig):
     """Settings of ``python -m medclf.crossval``: ``out`` is the study folder, ``resume`` a study folder."""
 
+    out: str = opt("", "study folder: folds.csv, fold_k/ run folders, out-of-fold results (default: runs/<date-time>)")
+    resume: str = opt("", "study folder to continue, at the fold and step where it stopped")
     folds: int = opt(5, "folds drawn patient-wise over TRAIN and VALIDATION together", bounds=">= 2")
 
     def __post_init__(self) -> None:
@@ -29,6 +31,7 @@ class CrossvalConfig(TrainConfig):
 class LearningCurveConfig(TrainConfig):
     """Settings of ``python -m medclf.learning_curve``: ``out`` holds one run (or study) per point."""
 
+    out: str = opt("", "folder of the curve: one run (or study) per point, learning_curve.csv/.png")
     fractions: str = opt("0.1,0.25,0.5,1", "shares of TRAIN to train on, comma separated, each in (0, 1]")
     repeats: int = opt(1, "draws (subset and seed) per fraction", bounds=">= 1")
     folds: int = opt(0, "cross-validate each point with this many folds (0: the fixed TRAIN/VALIDATION split)",

@@ -87,6 +87,7 @@ def load_study(folder: str | Path, map_location: str | torch.device = "cpu") -> 
              for m in members]  # fmt: skip
     thresholds = torch.tensor(shown, dtype=torch.float64).mean(dim=0).tolist()
     fields = {**vars(first), "thresholds": thresholds, "temperatures": [], "path": str(folder / STUDY_FILE)}
+    log.info("%s: the ensemble of its %d folds (the mean of their calibrated probabilities)", folder, len(members))
     return StudyCheckpoint(**fields, folds=members, study_dir=str(folder))
 
 
@@ -102,7 +103,8 @@ class FoldEnsemble(nn.Module):
         probs = torch.stack(
             [torch.sigmoid(net(images).float() / self.temperatures[k]) for k, net in enumerate(self.members)]
         ).mean(dim=0)
-        return torch.logit(probs.clamp(1e-7, 1 - 1e-7))
+        probs = probs.clamp(1e-7, 1 - 1e-7)
+        return torch.log(probs) - torch.log1p(-probs)  # the logit, in operators every exporter knows
 
 
 def ensemble_model(study: StudyCheckpoint, device: str | torch.device) -> FoldEnsemble:
