@@ -221,6 +221,16 @@ def test_learning_curve_on_the_fixed_split(synthetic_csv: Path, tmp_path: Path) 
     assert curve["macro_ci_low"].notna().all() and (out / "learning_curve.png").is_file()
 
 
+def test_learning_curve_by_cross_validation(synthetic_csv: Path, tmp_path: Path) -> None:
+    out = tmp_path / "lc"
+    args = ["--csv", str(synthetic_csv), "--fractions", "0.5,1", "--folds", "2", "--out", str(out), *FAST]
+    assert learning_curve_main(args) == 0
+    curve = pd.read_csv(out / "learning_curve.csv")
+    assert curve["train_images"].iloc[0] < curve["train_images"].iloc[1]
+    assert json.loads((out / "fraction_0.5_repeat_1" / "study.json").read_text())["complete"]
+    assert json.loads((out / "fraction_0.5_repeat_1" / "metrics.json").read_text())["bootstrap"]["unit"] == "patients"
+
+
 def test_linear_probe_trains_only_the_classifier(synthetic_csv: Path, tmp_path: Path, capsys) -> None:
     runs = {}
     for epochs in ("1", "2"):

@@ -66,6 +66,11 @@ class StudyCheckpoint(Checkpoint):
     folds: list[Checkpoint] = field(default_factory=list)
     study_dir: str = ""
 
+    def to_dict(self) -> dict[str, Any]:
+        """Refused: a study is its folds' files, never one checkpoint file (its folds would be pickled objects)."""
+        raise CheckpointError(f"{self.study_dir} is a study: it cannot be saved as one checkpoint file; its folds "
+                              "are fold_k/best.pt")  # fmt: skip
+
 
 def load_study(folder: str | Path, map_location: str | torch.device = "cpu") -> StudyCheckpoint:
     """The study in ``folder`` as a checkpoint of its fold ensemble (each fold's ``best.pt``).
