@@ -61,6 +61,16 @@ def test_folds_are_patient_wise_even_per_label_and_seeded() -> None:
         assign_folds(patients, targets, 61, seed=1)
 
 
+def test_a_label_too_rare_for_every_fold_is_named(caplog: pytest.LogCaptureFixture) -> None:
+    patients = np.arange(20).astype(str)
+    targets = np.zeros((20, 2), dtype=np.float32)
+    targets[:10, 0], targets[:2, 1] = 1, 1  # label "rare": 2 positive patients for 4 folds
+    folds = assign_folds(patients, targets, 4, seed=0, labels=["common", "rare"])
+    assert len(set(folds[:2])) == 2  # its two patients in different folds
+    assert "too few positive patients to reach all 4 folds: rare" in caplog.text
+    assert "common" not in caplog.text
+
+
 def test_train_subset_keeps_whole_patients_and_the_share() -> None:
     rng = np.random.default_rng(0)
     patients = np.repeat(np.arange(80), 2).astype(str)
