@@ -67,6 +67,8 @@ def _flag_options(f: dataclasses.Field, kind: Any) -> dict[str, Any]:
         kwargs.update(nargs="+", action="extend", metavar="PATH" if f.name == "csv" else "NAME")
     else:
         kwargs["type"] = kind
+        if f.metadata.get("const") is not None:  # the value is optional: --mlflow or --mlflow URI
+            kwargs.update(nargs="?", const=f.metadata["const"])
         # Model names come from the registry, which sits above the settings (and loads no torch).
         choices = f.metadata.get("choices") or (model_names() if f.name == "model" else None)
         if choices:

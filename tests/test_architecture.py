@@ -33,9 +33,11 @@ def test_every_command_has_a_console_script() -> None:
     commands = [p.stem for p in PACKAGE.glob("*.py") if "def main(" in p.read_text(encoding="utf-8")]
     assert sorted(commands) == [
         "compare",
+        "crossval",
         "explain",
         "export",
         "import_weights",
+        "learning_curve",
         "predict",
         "prepare",
         "prepare_chexpert",

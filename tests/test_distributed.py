@@ -58,3 +58,19 @@ def test_resume_under_torchrun(ddp_run: Path, synthetic_csv: Path, tmp_path: Pat
     output = torchrun(synthetic_csv, out, 29513, "--resume", str(out), "--epochs", "2")
     assert "resuming epoch 2" in output
     assert (out / "metrics.csv").read_bytes() == (ddp_run / "metrics.csv").read_bytes()
+
+
+def test_crossval_under_torchrun(synthetic_csv: Path, tmp_path: Path) -> None:
+    """Every rank trains every fold in one process group; rank 0 alone writes the study's files."""
+    out = tmp_path / "cv"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29514",
+               "-m", "medclf.crossval", "--csv", str(synthetic_csv), "--out", str(out), "--folds", "2",
+               "--image-size", "32", "--model", "densenet_tiny", "--batch-size", "8", "--device", "cpu",
+               "--no-progress", "--num-workers", "0", "--figure-every", "0", "--epochs", "1"]  # fmt: skip
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    assert output.count("x 2 processes") == 2 and output.count("done: out-of-fold macro AUROC") == 1
+    assert len(rows(out / "oof_predictions.csv")) == len(rows(out / "folds.csv"))
+    assert all((out / f"fold_{k}" / "best.pt").is_file() for k in (1, 2))

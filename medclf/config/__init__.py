@@ -11,6 +11,7 @@ from medclf.config.export import ExportConfig
 from medclf.config.fields import parse_label_map
 from medclf.config.files import field_types, load_settings, make_settings, read_settings_file, settings_dict
 from medclf.config.prepare import PrepareChexpertConfig, PrepareMimicCxrConfig, PrepareNihConfig
+from medclf.config.study import CrossvalConfig, LearningCurveConfig, parse_fractions
 from medclf.config.train import TrainConfig
 from medclf.config.weights import ImportWeightsConfig
 
@@ -22,9 +23,11 @@ __all__ = [
     "SPLITS",
     "UNCERTAIN_POLICIES",
     "CompareConfig",
+    "CrossvalConfig",
     "ExplainConfig",
     "ExportConfig",
     "ImportWeightsConfig",
+    "LearningCurveConfig",
     "PredictConfig",
     "PrepareChexpertConfig",
     "PrepareMimicCxrConfig",
@@ -34,6 +37,7 @@ __all__ = [
     "field_types",
     "load_settings",
     "make_settings",
+    "parse_fractions",
     "parse_label_map",
     "read_settings_file",
     "settings_dict",

@@ -145,7 +145,8 @@ HELP_GROUPS: dict[str, list[tuple[str, list[str]]]] = {
                       "freeze_backbone_epochs"]),
         ("hardware", ["device", "amp", "channels_last", "compile", "deterministic"]),
         ("cache", ["cache", "cache_rate", "cache_dir", "cache_workers", "num_workers"]),
-        ("run", ["out", "resume", "seed", "figure_every", "progress", "config"]),
+        ("run", ["out", "resume", "seed", "figure_every", "progress", "config", "mlflow"]),
+        ("study", ["train_fraction", "linear_probe", "folds_csv", "fold"]),
     ],
     "ValidateConfig": [
         ("data", ["checkpoint", "csv", "split", "label_map", "out", "config"]),
@@ -160,3 +161,12 @@ HELP_GROUPS: dict[str, list[tuple[str, list[str]]]] = {
         ("hardware", ["batch_size", "device", "amp", "num_workers", "progress"]),
     ],
 }  # fmt: skip
+
+
+def _study_groups(own: tuple[str, list[str]]) -> list[tuple[str, list[str]]]:
+    """A study command's help: its own flags first, then train's (each flag listed once)."""
+    return [own, *((title, [n for n in names if n not in own[1]]) for title, names in HELP_GROUPS["TrainConfig"])]
+
+
+HELP_GROUPS["CrossvalConfig"] = _study_groups(("cross-validation", ["folds", "folds_csv"]))
+HELP_GROUPS["LearningCurveConfig"] = _study_groups(("learning curve", ["fractions", "repeats", "folds"]))

@@ -10,9 +10,12 @@ from typing import Any
 from medclf.errors import ConfigError
 
 
-def opt(default: Any, help: str, choices: tuple | None = None, required: bool = False, bounds: str = "") -> Any:
-    """A settings field; ``bounds`` is its allowed range, e.g. ``"> 0"``, ``">= 2"``, ``"(0, 1)"``, ``"[0, 1]"``."""
-    meta = {"help": help, "choices": choices, "required": required, "bounds": bounds}
+def opt(
+    default: Any, help: str, choices: tuple | None = None, required: bool = False, bounds: str = "", const: Any = None
+) -> Any:
+    """A settings field; ``bounds`` is its allowed range, e.g. ``"> 0"``, ``">= 2"``, ``"(0, 1)"``, ``"[0, 1]"``;
+    ``const`` is the value of the flag given without one (``--mlflow`` alone)."""
+    meta = {"help": help, "choices": choices, "required": required, "bounds": bounds, "const": const}
     if isinstance(default, list | tuple):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)

@@ -74,6 +74,23 @@ class TrainConfig:
         1, "add ROC and confusion-matrix figures to TensorBoard every N epochs (0: never)", bounds=">= 0"
     )
     progress: bool = opt(True, "show progress bars")
+    train_fraction: float = opt(
+        1.0,
+        "train on this seeded, patient-wise, label-stratified share of TRAIN (the rest is not used)",
+        bounds="(0, 1]",
+    )
+    linear_probe: bool = opt(
+        False, "train only the classifier on cached features of the frozen backbone (after --pretrained or any start)"
+    )
+    folds_csv: str = opt("", "folds.csv of a cross-validation study (image, patient, fold): repeats its assignment")
+    fold: int = opt(
+        0, "with --folds-csv: the images of this fold are VALIDATION, the other folds TRAIN (0: no fold)", bounds=">= 0"
+    )
+    mlflow: str = opt(
+        "",
+        "log settings, epoch metrics and files to MLflow: a tracking URI or folder (--mlflow alone: ./mlruns)",
+        const="./mlruns",
+    )
 
     def __post_init__(self) -> None:
         check_fields(self)

@@ -62,6 +62,11 @@ def init_world(device_name: str) -> tuple[World, str]:
     return World(rank, size, local_rank), f"cuda:{local_rank}" if use_cuda else "cpu"
 
 
+def joined() -> bool:
+    """Whether this process is already in a process group (e.g. a study running several trainings)."""
+    return dist.is_available() and dist.is_initialized()
+
+
 def close_world(world: World) -> None:
     """Leave the process group."""
     if world.distributed and dist.is_initialized():

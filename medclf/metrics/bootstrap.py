@@ -154,6 +154,24 @@ def resample_counts(
         yield torch.zeros(size, n, device=device).scatter_add_(1, draws, torch.ones(size, n, device=device))
 
 
+def cluster_resample_counts(
+    clusters: torch.Tensor, n_resamples: int, seed: int = 0, chunk: int | None = None
+) -> Iterator[torch.Tensor]:
+    """Bootstrap resamples of whole clusters (patients) as per-image draw counts.
+
+    ``clusters`` (N,) holds each image's cluster index in 0..C-1; a resample draws C clusters with replacement
+    (the draws of :func:`resample_counts` over C), and each image counts as often as its cluster was drawn,
+    so the images of one patient stay together.
+
+    Yields:
+        (size, N) float32 count tensors on the device of ``clusters``.
+    """
+    clusters = clusters.to(torch.int64)
+    n_clusters = int(clusters.max()) + 1 if len(clusters) else 0
+    for counts in resample_counts(max(n_clusters, 1), n_resamples, seed, chunk, clusters.device):
+        yield counts[:, clusters]
+
+
 def confusion_indicators(calls: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """(N, 4, L) float32 0/1 indicators of TP, FP, TN, FN per image and label from (N, L) bool ``calls``.
 
@@ -176,6 +194,7 @@ def bootstrap_resamples(
     seed: int = 0,
     calls: torch.Tensor | None = None,
     max_elements: int = 1 << 24,
+    clusters: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """AUROC and, given (N, L) bool ``calls``, the 2x2 counts of every label on the same bootstrap resamples.
 
@@ -184,6 +203,9 @@ def bootstrap_resamples(
     resample's AUROC is a weighted rank statistic over the same order, and its TP/FP/TN/FN are the
     counts times the indicators of :func:`confusion_indicators` (one matrix product). Resamples are
     processed in chunks of about ``max_elements`` weights on the inputs' device.
+
+    With ``clusters`` (N,) cluster (patient) index per image, whole clusters are resampled
+    (:func:`cluster_resample_counts`).
 
     Returns:
         ``auroc`` (n_resamples, L), NaN where a resample has no positive or no negative of a label; and
@@ -201,7 +223,9 @@ def bootstrap_resamples(
     indicators = None if calls is None else confusion_indicators(calls.to(device), targets).reshape(n, -1)
     chunk = max(1, max_elements // max(1, n * n_labels))
     aurocs, confusions = [], []
-    for counts in resample_counts(n, n_resamples, seed, chunk, device):
+    draws = (resample_counts(n, n_resamples, seed, chunk, device) if clusters is None
+             else cluster_resample_counts(clusters.to(device), n_resamples, seed, chunk))  # fmt: skip
+    for counts in draws:
         weights = counts[:, order] if label_mask is None else counts[:, order] * label_mask
         aurocs.append(_weighted_auroc(sorted_targets, first, last, weights))
         if indicators is not None:  # integer counts: float32 sums are exact below 2**24 images

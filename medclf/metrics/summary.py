@@ -25,6 +25,7 @@ def evaluation_report(
     n_bootstrap: int = 1000,
     seed: int = 0,
     level: float = 0.95,
+    clusters: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Everything a results table needs, per label and averaged.
 
@@ -37,6 +38,7 @@ def evaluation_report(
     AUROC's), F1 and accuracy. ``macro`` averages each averaged metric over the labels where it is
     defined (a macro interval is that of the per-resample macro mean); ``micro`` pools every image x
     label decision.
+    With ``clusters`` (each image's patient index), the bootstrap resamples patients instead of images.
 
     Returns:
         ``classification_metrics`` keys plus ``accuracy_at_0.5`` (the same value as its ``accuracy``:
@@ -62,7 +64,8 @@ def evaluation_report(
     pooled: dict[str, torch.Tensor | None] = dict.fromkeys(count_intervals())
     valid = 0
     if n_bootstrap > 0:  # one set of resamples for AUROC and the rates at the thresholds
-        auroc, confusion = bootstrap_resamples(probs, targets, n_bootstrap, seed, torch.from_numpy(calls))
+        by = None if clusters is None else torch.as_tensor(np.asarray(clusters, dtype=np.int64), device=probs.device)
+        auroc, confusion = bootstrap_resamples(probs, targets, n_bootstrap, seed, torch.from_numpy(calls), clusters=by)
         valid = int((~auroc[:, defined_labels(targets)].isnan()).all(dim=1).sum())
         samples = {"auroc": auroc, **count_samples(confusion)}
         pooled = count_samples(confusion.sum(dim=2, keepdim=True))
@@ -70,9 +73,10 @@ def evaluation_report(
         _set_intervals(metric, values, per_label, macro, level)
     for metric, values in pooled.items():
         micro.update(_interval_keys(metric, *_single_interval(values, level)))
-    bootstrap = {"resamples": n_bootstrap, "usable_resamples": valid, "seed": seed, "level": level,
-                 "method": "percentile; images resampled with replacement (the same resamples for every "
-                           "label and metric)"}  # fmt: skip
+    unit = "images" if clusters is None else "patients"
+    bootstrap = {"unit": unit, "resamples": n_bootstrap, "usable_resamples": valid, "seed": seed, "level": level,
+                 "method": f"percentile; {unit} resampled with replacement "
+                           "(the same resamples for every label and metric)"}  # fmt: skip
     return {**base, "accuracy_at_0.5": base["accuracy"], "per_label": [_ordered(r) for r in per_label],
             "macro": _ordered(macro), "micro": _ordered(micro), "bootstrap": bootstrap}  # fmt: skip
 

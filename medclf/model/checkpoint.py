@@ -173,13 +173,18 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
     Args:
         path: A checkpoint file, or a run folder (its ``last.pt``; its ``best.pt`` when ``last.pt`` is
-            missing or unreadable).
+            missing or unreadable), or a cross-validation study folder (a
+            :class:`~medclf.model.ensemble.StudyCheckpoint` of its folds' ``best.pt``).
         map_location: Where tensors are loaded.
 
     Raises:
         CheckpointError: when the file is missing, truncated, not a medclf checkpoint, or holds pickled
             Python objects (which are refused, never executed).
     """
+    if (Path(path) / "study.json").is_file():  # a cross-validation study: its fold ensemble
+        from medclf.model.ensemble import load_study
+
+        return load_study(path, map_location)
     folder, path = Path(path).is_dir(), resolve_checkpoint_path(path)
     try:
         state = load_weights_only(path, map_location)
@@ -227,7 +232,11 @@ def check_compatible(
 
 
 def model_from_checkpoint(checkpoint: Checkpoint, device: str | torch.device = "cpu") -> nn.Module:
-    """The checkpoint's network with its weights, in eval mode, on ``device``."""
+    """The checkpoint's network with its weights, in eval mode, on ``device`` (a study's: its fold ensemble)."""
+    if getattr(checkpoint, "folds", None):
+        from medclf.model.ensemble import ensemble_model
+
+        return ensemble_model(checkpoint, device)  # type: ignore[arg-type]
     model = build_model(checkpoint.model_name, len(checkpoint.labels), in_channels=checkpoint.in_channels)
     try:
         model.load_state_dict(checkpoint.model)

@@ -50,7 +50,8 @@ def _facts(metrics: dict[str, Any]) -> list[tuple[str, str]]:
          f"{tta['views']} views; macro AUROC {_num(tta['macro_auroc_without'])} without, "
          f"{_num(tta['macro_auroc_with'])} with (change {_signed(tta['macro_change'])})"),
         ("Confidence intervals", f"AUROC, sensitivity, specificity, PPV and NPV: the same "
-                                 f"{metrics['bootstrap']['resamples']} bootstrap resamples of the images, "
+                                 f"{metrics['bootstrap']['resamples']} bootstrap resamples of the "
+                                 f"{metrics['bootstrap'].get('unit', 'images')}, "
                                  f"seed {metrics['bootstrap']['seed']}, percentile 95%"),
         ("Unreadable images", str(len(metrics["skipped_images"]))),
         ("Labels absent from the data", ", ".join(metrics["absent_labels"]) or "none"),

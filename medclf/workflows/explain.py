@@ -17,6 +17,7 @@ from medclf.engine.device import resolve_device
 from medclf.errors import ConfigError, ImageError
 from medclf.metrics.calibration import reported_probabilities
 from medclf.model.checkpoint import load_checkpoint, model_from_checkpoint
+from medclf.model.ensemble import first_fold
 from medclf.model.gradcam import gradcam_heatmap
 from medclf.model.input_convention import centre_crop
 from medclf.reporting.figures import overlay_figure
@@ -49,7 +50,7 @@ def explain_image(config: ExplainConfig | None = None, **overrides: Any) -> dict
     config = dataclasses.replace(config, **overrides) if config else ExplainConfig(**overrides)
     if not config.checkpoint or not config.image:
         raise ConfigError("explain needs a checkpoint and an image")
-    checkpoint = load_checkpoint(config.checkpoint, map_location="cpu")
+    checkpoint = first_fold(load_checkpoint(config.checkpoint, map_location="cpu"))  # a study: fold 1
     labels, image_size = list(checkpoint.labels), int(checkpoint.image_size)
     unknown = [name for name in config.label if name not in labels]
     if unknown:

@@ -17,6 +17,7 @@ from torch import nn
 from medclf import __version__
 from medclf.config import TrainConfig, settings_dict
 from medclf.data.checks import check_batches, check_patient_overlap, check_unreadable, log_label_counts
+from medclf.data.folds import study_manifest
 from medclf.data.loaders import EpochBatchSampler, build_dataset, make_loader
 from medclf.data.manifest import Manifest
 from medclf.data.sources import read_manifests
@@ -32,6 +33,7 @@ from medclf.engine.distributed import (
 from medclf.engine.loss import MaskedBCEWithLogitsLoss
 from medclf.engine.optim import build_optimizer, build_scheduler, pos_weight
 from medclf.engine.seeding import restore_rng_states, rng_states, seed_everything
+from medclf.errors import ConfigError
 from medclf.model.checkpoint import (
     Checkpoint,
     TrainState,
@@ -43,6 +45,7 @@ from medclf.model.input_convention import centre_crop, convention_of
 from medclf.model.networks import build_model, count_parameters
 from medclf.model.registry import architecture
 from medclf.model.starting_weights import Start, initialise, resolve_start, run_convention
+from medclf.reporting.mlflow_log import open_tracker
 from medclf.reporting.provenance import provenance
 from medclf.reporting.run_lock import RunLock
 from medclf.reporting.run_log import RunLogger, claim_run_dir, default_run_dir, save_config, save_label_counts
@@ -76,6 +79,8 @@ class Run:
     lock: RunLock | None = None  # rank 0's lock on run_dir, held until train() ends
     provenance: dict[str, Any] = dataclasses.field(default_factory=dict)
     selected_by: str = "val_auroc"  # what picks best.pt and drives early stopping: see model_selection()
+    probe: Any = None  # --linear-probe: the cached features (engine.probe.ProbeFeatures), from the first epoch
+    tracker: Any = None  # --mlflow: rank 0's reporting.mlflow_log.Tracker
 
     @property
     def show_progress(self) -> bool:
@@ -110,6 +115,10 @@ class Run:
 def set_up(config: TrainConfig, world: World, device: torch.device) -> tuple[Run, TrainState]:
     """Run folder, resumed state, data, model and optimisation, in the order that keeps runs repeatable."""
     architecture(config.model)  # an unknown --model, or --pretrained for it without a loader, is refused
+    if config.linear_probe and world.distributed:
+        raise ConfigError(
+            "--linear-probe runs in one process (its epochs are matrix products); run it without torchrun"
+        )
     # Starting weights are found and checked before a run folder is claimed; a resumed run's come from its checkpoint.
     start = None if config.resume else resolve_start(config.model, config.pretrained, config.init_from)
     resumed = load_checkpoint(config.resume) if config.resume else None
@@ -134,6 +143,7 @@ def set_up(config: TrainConfig, world: World, device: torch.device) -> tuple[Run
             record = {"provenance": run.provenance, "model_selection": run.selected_by}
             save_config(run_dir, {**settings_dict(config), **record})
             run.logger = RunLogger(run_dir, start_epoch=state.epoch)
+            run.tracker = open_tracker(config.mlflow, run_dir.name, settings_dict(config), run_dir=str(run_dir))
     except BaseException:
         if folder is not None:
             folder.abandon()  # unlock; a folder this start created is removed, so no empty run is left behind
@@ -150,7 +160,7 @@ def _absolute_paths(config: TrainConfig, run_dir: Path) -> TrainConfig:
     return dataclasses.replace(
         config, csv=[absolute(p) for p in config.csv], out=absolute(str(run_dir)),
         pretrained=absolute(config.pretrained) if Path(config.pretrained).is_file() else config.pretrained,
-        init_from=absolute(config.init_from), resume=absolute(config.resume),
+        init_from=absolute(config.init_from), resume=absolute(config.resume), folds_csv=absolute(config.folds_csv),
         cache_dir=absolute(config.cache_dir or str(run_dir / "cache")),
     )  # fmt: skip
 
@@ -166,6 +176,8 @@ def _build(
     """Data (manifest -> this rank's cached samples -> loaders), then the model, loss and optimiser."""
     show_progress = config.progress and world.main
     manifest = read_manifests(config.csv, config.labels, required_splits=("TRAIN", "VALIDATION"))
+    manifest = study_manifest(manifest, config.folds_csv, config.fold, config.train_fraction, config.patient_column,
+                              config.seed, config.uncertain)  # fmt: skip
     check_patient_overlap(
         manifest, config.patient_column, config.allow_patient_overlap, shared_ids=config.shared_patient_ids
     )

@@ -22,6 +22,7 @@ import torch
 from medclf.config import TrainConfig
 from medclf.data.augment import AffineFlip
 from medclf.data.checks import warn_skipped
+from medclf.data.loaders import make_loader
 from medclf.data.seeds import generator
 from medclf.engine import loops
 from medclf.engine.device import resolve_device
@@ -31,17 +32,20 @@ from medclf.engine.distributed import (
     close_world,
     gather_inference,
     init_world,
+    joined,
     sum_over_ranks,
     sync_buffers,
 )
 from medclf.engine.loops import EpochProgress, Inference, check_finite, infer
 from medclf.engine.optim import wrap_model
+from medclf.engine.probe import cache_features, probe_epoch, probe_infer
 from medclf.engine.signals import stop_on_signals
 from medclf.errors import ConfigError, StorageError
 from medclf.metrics.auroc import classification_metrics, youden_thresholds
 from medclf.metrics.calibration import fit_temperatures
 from medclf.model.checkpoint import TrainState, load_checkpoint, resolve_checkpoint_path, save_checkpoint
 from medclf.model.networks import set_backbone_trainable
+from medclf.reporting.mlflow_log import RUN_FILES
 from medclf.reporting.tables import epoch_line
 from medclf.workflows.run_state import Run, set_up
 
@@ -86,18 +90,34 @@ def train(config: TrainConfig | None = None, **overrides: Any) -> TrainResult:
     finished = _finished_run(config) if config.resume else None
     if finished is not None:
         return finished
+    owned = not joined()  # a study that joined the process group keeps it across its folds
     world, device_name = init_world(config.device)
     run = None
     try:
         run, state = set_up(config, world, resolve_device(device_name))
         try:
-            return _epochs(run, state)
+            result = _epochs(run, state)
         except StorageError as e:
             raise StorageError(f"{e}. {_how_to_go_on(run.run_dir)}") from None
+        _track_end(run, result)
+        return result
     finally:
+        if run is not None and run.tracker is not None:
+            run.tracker.end("FAILED")  # only when _track_end did not run
         if run is not None and run.lock is not None:
             run.lock.release()  # the run folder is free for a resume or another run
-        close_world(world)
+        if owned:
+            close_world(world)
+
+
+def _track_end(run: Run, result: TrainResult) -> None:
+    """MLflow (``--mlflow``): the final numbers, the run folder's files, and the run's end."""
+    if run.tracker is None:
+        return
+    run.tracker.log_metrics({"best_auroc": result.best_auroc, "best_epoch": result.best_epoch,
+                             "epochs_completed": result.epochs_completed})  # fmt: skip
+    run.tracker.log_files(run.run_dir / name for name in RUN_FILES)
+    run.tracker.end("KILLED" if result.interrupted_by else "FINISHED")
 
 
 def _how_to_go_on(run_dir: Path) -> str:
@@ -176,6 +196,8 @@ def train_one_epoch(run: Run, state: TrainState, epoch: int, stop_signal: Callab
     progress = EpochProgress(
         step=(state.partial or {}).get("step", 0), loss_sum=partial["loss_sum"], seen=partial["seen"]
     )
+    if config.linear_probe:
+        return _probe_epoch(run, epoch)
     run.sampler.set_epoch(epoch, progress.step)
     if run.trainable != (epoch > config.freeze_backbone_epochs):
         run.trainable = epoch > config.freeze_backbone_epochs
@@ -200,8 +222,31 @@ def train_one_epoch(run: Run, state: TrainState, epoch: int, stop_signal: Callab
     return progress
 
 
+def _probe_epoch(run: Run, epoch: int) -> EpochProgress:
+    """A linear-probe epoch: the features are computed at the first one, then only the classifier trains."""
+    config = run.config
+    if run.probe is None:
+        started = time.perf_counter()
+        set_backbone_trainable(run.net, False)
+        plain = make_loader(run.train_loader.dataset, batch_size=config.batch_size, cache=config.cache,
+                            num_workers=config.num_workers, device=run.device)  # fmt: skip
+        rows = run.manifest.select("VALIDATION")["csv_row"].to_numpy()
+        run.probe = cache_features(run.net, plain, run.val_loader, run.device, rows, amp_dtype=run.amp_dtype,
+                                   channels_last=run.channels_last, show_progress=run.show_progress)  # fmt: skip
+        log.info("linear probe: features of %d TRAIN and %d VALIDATION images cached in %.1f s",
+                 len(run.probe.train.features), len(run.probe.val.features), time.perf_counter() - started)  # fmt: skip
+    progress = probe_epoch(run.net, run.probe, run.criterion, run.optimizer, config.batch_size,
+                           generator(config.seed, epoch))  # fmt: skip
+    warn_skipped(progress.skipped, "TRAIN", run.reported)
+    return progress
+
+
 def evaluate_epoch(run: Run, epoch: int) -> Inference:
     """Validation logits of every rank, in manifest order."""
+    if run.config.linear_probe:
+        result = probe_infer(run.net, run.probe, run.criterion)
+        check_finite(result, f"epoch {epoch} validation")
+        return result
     sync_buffers(run.net, run.world)
     result = gather_inference(
         # the bare network: DDP's forward would wait for ranks that have fewer validation batches
@@ -250,6 +295,8 @@ def end_of_epoch(
             save_checkpoint(run.run_dir / "best.pt", run.checkpoint(state, resumable=False))
         save_checkpoint(run.run_dir / "last.pt", run.checkpoint(state))
         run.logger.log_epoch(row, state.history, seconds)
+        if run.tracker is not None:
+            run.tracker.log_metrics({**row, "seconds": seconds}, step=epoch)
         if config.figure_every and epoch % config.figure_every == 0:
             run.logger.log_figures(epoch, result.probs, result.targets, labels, thresholds)
     log.info(epoch_line(row, config.epochs, len(labels), seconds, best_loss=-state.best_metric if by_loss else None))

@@ -95,7 +95,7 @@ def evaluate(config: ValidateConfig | None = None, **overrides: Any) -> Evaluati
         # The one comparison: on the raw outputs the thresholds were chosen on; every count, figure and pred_
         # column below comes from these calls (calibration keeps each label's order: they hold on both scales).
         calls = decisions(result.probs.cpu().numpy(), thresholds)
-        metrics = _report_metrics(config, result, probs, calls, labels, shown_thresholds)
+        metrics = report_metrics(config, result, probs, calls, labels, shown_thresholds)
         metrics["thresholds_from"] = threshold_source
         metrics["calibration"] = calibration_block(result, probs, labels, temperatures, temperature_source)
         metrics["tta"] = tta_block(result, labels, len(tta_for(checkpoint))) if config.tta else None
@@ -109,7 +109,7 @@ def evaluate(config: ValidateConfig | None = None, **overrides: Any) -> Evaluati
         }  # fmt: skip
         for path in changed_manifests(checkpoint.get("provenance"), summary["provenance"]):
             log.warning("%s changed since this checkpoint was trained on it (its SHA-256 differs)", path)
-        files = _write_outputs(
+        files = write_evaluation_outputs(
             staging, config, checkpoint, summary, result, (probs, calls), (thresholds, shown_thresholds), temperatures
         )
         if config.embeddings:
@@ -150,21 +150,23 @@ def _read_manifest(config: ValidateConfig, labels: list[str], uncertain: str) ->
     return manifest
 
 
-def _report_metrics(
+def report_metrics(
     config: ValidateConfig,
     result: Inference,
     probs: np.ndarray,
     calls: np.ndarray,
     labels: list[str],
     shown_thresholds: list[float],
+    clusters: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """The evaluation report: ranking metrics on the raw outputs, counts of ``calls``, pooled AUROC as reported."""
+    """The evaluation report: ranking metrics on the raw outputs, counts of ``calls``, pooled AUROC as reported
+    (``clusters``: each image's patient index, for a bootstrap over patients)."""
     started = time.perf_counter()
     # Ranking metrics use the raw outputs: temperature scaling keeps each label's order, and float32
     # sigmoids of sharpened logits could tie.
     metrics = evaluation_report(
         result.probs, result.targets, labels, shown_thresholds, calls=calls, n_bootstrap=config.bootstrap,
-        seed=config.seed,
+        seed=config.seed, clusters=clusters,
     )  # fmt: skip
     # Pooled AUROC/AP on the reported (calibrated) probabilities; the counts and their intervals are the same.
     pooled = micro_average(torch.from_numpy(probs), result.targets.cpu(), calls)
@@ -173,7 +175,7 @@ def _report_metrics(
     return metrics
 
 
-def _write_outputs(
+def write_evaluation_outputs(
     out: Path,
     config: ValidateConfig,
     checkpoint: Checkpoint,
@@ -182,6 +184,7 @@ def _write_outputs(
     reported: tuple[np.ndarray, np.ndarray],
     both_thresholds: tuple[list[float], list[float]],
     temperatures: list[float] | None,
+    predictions_name: str = "predictions.csv",
 ) -> list[Path]:
     """metrics.json/.csv, predictions.csv, subgroups.csv, a calibrated checkpoint copy, figures and report.
 
@@ -191,10 +194,10 @@ def _write_outputs(
     write_json(out / "metrics.json", summary)
     write_csv(out / "metrics.csv", evaluation_table(summary))
     write_predictions(
-        out / "predictions.csv", result.paths, result.rows, labels, torch.from_numpy(probs), result.targets,
+        out / predictions_name, result.paths, result.rows, labels, torch.from_numpy(probs), result.targets,
         calls, skipped=result.skipped,
     )  # fmt: skip
-    files = [out / "metrics.json", out / "metrics.csv", out / "predictions.csv"]
+    files = [out / "metrics.json", out / "metrics.csv", out / predictions_name]
     if summary["subgroups"]:
         write_csv(out / "subgroups.csv", summary["subgroups"]["rows"])
         files.append(out / "subgroups.csv")
