@@ -152,6 +152,11 @@ def save_checkpoint(path: str | Path, checkpoint: Checkpoint | dict[str, Any]) -
         torch.save(checkpoint.to_dict(), f)
 
 
+def holds_checkpoint(run_dir: str | Path) -> bool:
+    """Whether a run folder holds a checkpoint to resume from (``last.pt`` or ``best.pt``)."""
+    return any((Path(run_dir) / name).is_file() for name in ("last.pt", "best.pt"))
+
+
 def resolve_checkpoint_path(path: str | Path) -> Path:
     """A checkpoint file from a file path or a run folder (its ``last.pt``, else its ``best.pt``)."""
     path = Path(path)

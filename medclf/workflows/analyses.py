@@ -8,6 +8,7 @@ needs); the maths is in :mod:`medclf.metrics`, the writing in :mod:`medclf.repor
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from medclf.metrics.calibration import (
     small_set_warnings,
     too_few_to_fit,
 )
+from medclf.metrics.curves import decisions
 from medclf.metrics.subgroups import SubgroupSpec, assign_groups, parse_subgroups, subgroup_analysis
 from medclf.model.checkpoint import Checkpoint
 from medclf.workflows.inference import run_inference
@@ -122,6 +124,15 @@ def calibrated(result: Inference, temperatures: list[float] | None) -> np.ndarra
     """The probabilities to report (float64): temperature-scaled when ``temperatures`` are given, otherwise
     exactly the probabilities the thresholds were chosen on (``result.probs``, widened)."""
     return reported_probabilities(result.logits, temperatures)
+
+
+def reported_and_calls(
+    result: Inference, temperatures: list[float] | None, raw_thresholds: Sequence[float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The probabilities to report and the calls, the one comparison every count, figure and ``pred_``
+    column comes from: made on the raw outputs the thresholds were chosen on (calibration keeps each
+    label's order, so the calls hold on both scales)."""
+    return calibrated(result, temperatures), decisions(result.probs.cpu().numpy(), raw_thresholds)
 
 
 def calibration_block(

@@ -26,6 +26,7 @@ from medclf.data.manifest import Manifest
 from medclf.data.sources import read_manifests
 from medclf.engine.distributed import World, barrier, broadcast, close_world, init_world
 from medclf.errors import ConfigError
+from medclf.model.checkpoint import holds_checkpoint
 from medclf.model.ensemble import STUDY_FILE, STUDY_FORMAT, STUDY_VERSION, is_study, read_study
 from medclf.reporting.files import make_folder, write_csv, write_json
 from medclf.reporting.mlflow_log import open_tracker
@@ -143,8 +144,8 @@ def fold_config(config: CrossvalConfig, study: Path, folds_csv: Path, fold: int)
     """Fold ``fold``'s training settings: the study's, its run folder, its fold; resumed if it has a checkpoint."""
     values = {f.name: getattr(config, f.name) for f in dataclasses.fields(TrainConfig)}
     run_dir = study / f"fold_{fold}"
-    started = any((run_dir / name).is_file() for name in ("last.pt", "best.pt"))
-    values.update(out=str(run_dir), folds_csv=str(folds_csv), fold=fold, resume=str(run_dir) if started else "")
+    resume = str(run_dir) if holds_checkpoint(run_dir) else ""
+    values.update(out=str(run_dir), folds_csv=str(folds_csv), fold=fold, resume=resume)
     return TrainConfig(**values)
 
 

@@ -30,6 +30,7 @@ from medclf.config import (
 from medclf.data.folds import patient_ids, study_manifest
 from medclf.data.sources import read_manifests
 from medclf.errors import ConfigError
+from medclf.model.checkpoint import holds_checkpoint
 from medclf.model.ensemble import is_study
 from medclf.reporting.files import make_folder, save_figure, write_csv
 from medclf.reporting.mlflow_log import open_tracker
@@ -109,8 +110,7 @@ def _point(config: LearningCurveConfig, out: Path, fraction: float, repeat: int)
         metrics = _read_metrics(run_dir / "metrics.json")
         row.update(_train_sizes(config, fraction, config.seed + repeat, run_dir / "folds.csv", config.folds))
     else:
-        started = any((run_dir / n).is_file() for n in ("last.pt", "best.pt"))
-        values["resume"] = str(run_dir) if started else ""
+        values["resume"] = str(run_dir) if holds_checkpoint(run_dir) else ""
         trained = train(TrainConfig(**values))
         if trained.interrupted_by:
             return {"interrupted_by": trained.interrupted_by}

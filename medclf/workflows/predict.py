@@ -15,10 +15,9 @@ from medclf.data.manifest import Manifest
 from medclf.data.transforms import is_image_file
 from medclf.engine.loops import check_finite
 from medclf.errors import ConfigError, ManifestError
-from medclf.metrics.curves import decisions
 from medclf.model.checkpoint import load_checkpoint
 from medclf.reporting.tables import write_predictions
-from medclf.workflows.analyses import calibrated
+from medclf.workflows.analyses import reported_and_calls
 from medclf.workflows.dicom_results import check_dicom_request, write_findings_srs
 from medclf.workflows.inference import output_dir, resolve_thresholds, run_inference
 
@@ -69,9 +68,9 @@ def predict_images(config: PredictConfig | None = None, **overrides: Any) -> Pre
         tta=config.tta,
     )  # fmt: skip
     check_finite(result, f"{Path(checkpoint.path).name} on {len(result.paths)} images")
-    probs = torch.from_numpy(calibrated(result, temperatures))
+    reported, calls = reported_and_calls(result, temperatures, raw_thresholds)
+    probs = torch.from_numpy(reported)
     path = output_dir(config.out, checkpoint, f"{Path(checkpoint.path).stem}_predict") / "predictions.csv"
-    calls = decisions(result.probs.cpu().numpy(), raw_thresholds)  # on the scale the thresholds were chosen on
     write_predictions(path, result.paths, result.rows, labels, probs, calls=calls, skipped=result.skipped)
     if config.dicom_sr:
         write_findings_srs(config.dicom_sr, checkpoint, result.paths, probs.numpy(), calls, raw_thresholds)

@@ -22,13 +22,12 @@ from medclf.data.manifest import Manifest
 from medclf.engine.loops import Inference, check_finite
 from medclf.metrics.auroc import classification_metrics
 from medclf.metrics.calibration import scale_thresholds
-from medclf.metrics.curves import decisions
 from medclf.model.checkpoint import Checkpoint, load_checkpoint
 from medclf.reporting.files import save_figure, write_csv
 from medclf.reporting.provenance import provenance
 from medclf.reporting.study_figures import folds_figure
 from medclf.reporting.tables import metrics_table
-from medclf.workflows.analyses import calibrated, calibration_block
+from medclf.workflows.analyses import calibration_block, reported_and_calls
 from medclf.workflows.inference import run_inference
 from medclf.workflows.validate import report_metrics, write_evaluation_outputs
 
@@ -64,9 +63,9 @@ def fold_predictions(
     check_finite(result, f"fold {fold} out-of-fold")
     temperatures = list(checkpoint.temperatures) or None
     thresholds = list(checkpoint.thresholds) or [0.5] * len(checkpoint.labels)
-    calls = decisions(result.probs.cpu().numpy(), thresholds)  # on the raw outputs the thresholds were chosen on
+    probs, calls = reported_and_calls(result, temperatures, thresholds)
     shown = scale_thresholds(thresholds, temperatures) if temperatures else thresholds
-    return FoldPredictions(fold, checkpoint, result, calibrated(result, temperatures), calls, shown)
+    return FoldPredictions(fold, checkpoint, result, probs, calls, shown)
 
 
 def pooled(folds: list[FoldPredictions]) -> Inference:

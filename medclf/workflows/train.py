@@ -43,7 +43,13 @@ from medclf.engine.signals import stop_on_signals
 from medclf.errors import ConfigError, StorageError
 from medclf.metrics.auroc import classification_metrics, youden_thresholds
 from medclf.metrics.calibration import fit_temperatures
-from medclf.model.checkpoint import TrainState, load_checkpoint, resolve_checkpoint_path, save_checkpoint
+from medclf.model.checkpoint import (
+    TrainState,
+    holds_checkpoint,
+    load_checkpoint,
+    resolve_checkpoint_path,
+    save_checkpoint,
+)
 from medclf.model.networks import set_backbone_trainable
 from medclf.reporting.mlflow_log import RUN_FILES
 from medclf.reporting.tables import epoch_line
@@ -122,7 +128,7 @@ def _track_end(run: Run, result: TrainResult) -> None:
 
 def _how_to_go_on(run_dir: Path) -> str:
     """After a failed write: free space, then resume from the checkpoint kept (or start again if none is)."""
-    if any((run_dir / name).is_file() for name in ("last.pt", "best.pt")):
+    if holds_checkpoint(run_dir):
         return f"Free some space, then continue with: python -m medclf.train --resume {run_dir}"
     return "Free some space, then run the same command again (no checkpoint was saved, so nothing is lost)"
 

@@ -23,7 +23,7 @@ from medclf.data.sources import read_manifests
 from medclf.data.transforms import load_image
 from medclf.engine.loops import Inference
 from medclf.errors import ConfigError, ManifestError
-from medclf.metrics.curves import confident_errors_by_kind, confusion_from_calls, decisions
+from medclf.metrics.curves import confident_errors_by_kind, confusion_from_calls
 from medclf.metrics.summary import evaluation_report, micro_average
 from medclf.model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from medclf.reporting.files import write_bytes, write_csv, write_json, write_text
@@ -36,9 +36,9 @@ from medclf.reporting.tables import (
     write_predictions,
 )
 from medclf.workflows.analyses import (
-    calibrated,
     calibration_block,
     infer_split,
+    reported_and_calls,
     subgroup_block,
     subgroup_specs,
     temperatures_for,
@@ -91,10 +91,7 @@ def evaluate(config: ValidateConfig | None = None, **overrides: Any) -> Evaluati
         temperatures, temperature_source = temperatures_for(config, checkpoint, manifest)
         thresholds, shown_thresholds, threshold_source = resolve_thresholds(config, checkpoint, temperatures)
         result, records = infer_split(config, checkpoint, manifest, config.split, config.split)
-        probs = calibrated(result, temperatures)
-        # The one comparison: on the raw outputs the thresholds were chosen on; every count, figure and pred_
-        # column below comes from these calls (calibration keeps each label's order: they hold on both scales).
-        calls = decisions(result.probs.cpu().numpy(), thresholds)
+        probs, calls = reported_and_calls(result, temperatures, thresholds)
         metrics = report_metrics(config, result, probs, calls, labels, shown_thresholds)
         metrics["thresholds_from"] = threshold_source
         metrics["calibration"] = calibration_block(result, probs, labels, temperatures, temperature_source)
