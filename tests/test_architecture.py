@@ -67,7 +67,7 @@ def test_checkpoint_written_by_0_1_0_still_loads(tmp_path: Path) -> None:
     save_checkpoint(tmp_path / "again.pt", checkpoint)
     raw_old = torch.load(OLD_CHECKPOINT, weights_only=True)
     raw_new = torch.load(tmp_path / "again.pt", weights_only=True)
-    assert set(raw_new) == set(raw_old) | {"temperatures", "provenance", "input"}
+    assert set(raw_new) == set(raw_old) | {"temperatures", "provenance", "input", "ema"}
     assert raw_new["temperatures"] == [] and raw_new["provenance"] == {} and raw_new["input"] == {}
     for name, tensor in raw_old["model"].items():
         assert torch.equal(tensor, raw_new["model"][name]), name

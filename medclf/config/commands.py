@@ -141,6 +141,8 @@ HELP_GROUPS: dict[str, list[tuple[str, list[str]]]] = {
                   "allow_patient_overlap", "shared_patient_ids"]),
         ("model", ["model", "pretrained", "init_from"]),
         ("optimisation", ["optimizer", "lr", "weight_decay", "momentum", "pos_weight", "augment", "hflip"]),
+        ("small data", ["recipe", "augment_strength", "mixup", "label_smoothing", "ema_decay", "dropout",
+                        "warmup_epochs"]),
         ("schedule", ["scheduler", "plateau_patience", "plateau_factor", "epochs", "early_stopping_patience",
                       "freeze_backbone_epochs"]),
         ("hardware", ["device", "amp", "channels_last", "compile", "deterministic"]),

@@ -10,6 +10,7 @@ import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
+from medclf.config.recipes import with_recipe
 from medclf.errors import ConfigError
 
 T = TypeVar("T")
@@ -64,6 +65,8 @@ def make_settings(cls: type[T], *layers: dict[str, Any]) -> T:
     merged: dict[str, Any] = {}
     for layer in layers:
         merged.update({k: _coerce(k, v, types[k]) for k, v in layer.items() if k in types})
+    if "recipe" in types:  # the recipe's settings lie under every value given
+        merged = {k: _coerce(k, v, types[k]) for k, v in with_recipe(merged).items()}
     return cls(**merged)
 
 

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from medclf.config.choices import CACHES, DEVICES, NIH_LABELS, UNCERTAIN_POLICIES
 from medclf.config.fields import as_paths, check_fields, opt, split_names
+from medclf.config.recipes import RECIPES
+from medclf.errors import ConfigError
 
 
 @dataclass
@@ -57,6 +59,24 @@ class TrainConfig:
     hflip: bool = opt(
         True, "random horizontal flips within --augment (off for chest films where the heart side must stay)"
     )
+    # Levers for small data sets (docs/recipes.md); each is off by default and set together by --recipe.
+    recipe: str = opt(
+        "none", "named preset of the settings below (docs/recipes.md); a flag given still wins over it", RECIPES
+    )
+    augment_strength: str = opt(
+        "light", "with --augment: light (small affine) or strong (larger affine, contrast, brightness, gamma)",
+        ("light", "strong"),
+    )  # fmt: skip
+    mixup: float = opt(0.0, "mixup: Beta(a, a) mixing of image pairs and their labels (0: off)", bounds=">= 0")
+    label_smoothing: float = opt(0.0, "training targets become 1 - e/2 and e/2 (0: off)", bounds="[0, 0.5]")
+    ema_decay: float = opt(
+        0.0, "validate and save an exponential moving average of the weights, updated every step (0: off)",
+        bounds="0 or [0.5, 1)",
+    )  # fmt: skip
+    dropout: float = opt(0.0, "dropout on the pooled features before the classifier, in training", bounds="[0, 1)")
+    warmup_epochs: int = opt(
+        0, "linear learning-rate warm-up over these first epochs (with --scheduler cosine or none)", bounds=">= 0"
+    )
     amp: bool = opt(True, "automatic mixed precision (CUDA only)")
     device: str = opt("auto", "where to train", DEVICES)
     seed: int = opt(0, "random seed (monai.utils.set_determinism)", bounds=">= 0")
@@ -98,3 +118,9 @@ class TrainConfig:
             self.labels = [self.labels]
         self.labels = split_names(self.labels)
         self.csv = as_paths(self.csv)
+        if self.warmup_epochs and self.scheduler == "plateau":
+            raise ConfigError(
+                "--warmup-epochs needs --scheduler cosine or none: the plateau schedule sets the LR from val AUROC"
+            )
+        if self.linear_probe and (self.ema_decay or self.mixup):
+            raise ConfigError("--linear-probe trains on cached features: --ema-decay and --mixup do not apply to it")

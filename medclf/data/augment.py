@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -52,6 +53,87 @@ class AffineFlip:
         theta = theta.to(device=images.device, dtype=images.dtype)
         grid = F.affine_grid(theta, list(images.shape), align_corners=False)
         return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+@dataclass(frozen=True)
+class IntensityJitter:
+    """Batched random contrast, brightness and gamma of [0, 1] images (the ``strong`` augmentation).
+
+    Attributes:
+        contrast: Maximum relative change of contrast around the image's mean.
+        brightness: Maximum shift of intensity.
+        gamma: Maximum absolute log2 of the gamma exponent (0.3: gamma in [0.81, 1.23]).
+    """
+
+    contrast: float = 0.2
+    brightness: float = 0.1
+    gamma: float = 0.3
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Jitter a (B, C, H, W) float batch in [0, 1]; the result is clipped to [0, 1]."""
+        n = images.shape[0]
+        u = (torch.rand(n, 3, generator=generator, dtype=torch.float64) * 2 - 1).to(images.device, images.dtype)
+        contrast, shift = (1 + u[:, 0] * self.contrast).view(n, 1, 1, 1), (u[:, 1] * self.brightness).view(n, 1, 1, 1)
+        mean = images.mean(dim=(1, 2, 3), keepdim=True)
+        out = ((images - mean) * contrast + mean + shift).clamp(0, 1)
+        return out.pow(torch.exp2(u[:, 2] * self.gamma).view(n, 1, 1, 1))
+
+
+@dataclass(frozen=True)
+class TrainingAugment:
+    """The training batch's augmentation: affine (and flip), intensity jitter when strong, then mixup.
+
+    Attributes:
+        affine: The batched affine transform (None: off).
+        intensity: The intensity jitter (None: off).
+        mixup: Mixup's Beta(a, a) parameter ``a`` (0: off).
+    """
+
+    affine: AffineFlip | None = None
+    intensity: IntensityJitter | None = None
+    mixup: float = 0.0
+
+    def __call__(
+        self, images: torch.Tensor, targets: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Augmented images and their targets (mixed by mixup; a mixed target is unknown, NaN, where either
+        image's is, so an unknown label stays out of the loss)."""
+        if self.affine is not None:
+            images = self.affine(images, generator)
+        if self.intensity is not None:
+            images = self.intensity(images, generator)
+        if self.mixup and images.shape[0] > 1:
+            images, targets = mix_pairs(images, targets, self.mixup, generator)
+        return images, targets
+
+
+def training_augment(augment: bool, strength: str, hflip: bool, mixup: float) -> TrainingAugment | None:
+    """The augmentation of ``--augment``, ``--augment-strength``, ``--hflip`` and ``--mixup`` (None: nothing)."""
+    flip = 0.5 if hflip else 0.0
+    affine = intensity = None
+    if augment:
+        strong = strength == "strong"
+        affine = AffineFlip(15.0, 0.15, 0.08, flip) if strong else AffineFlip(flip_prob=flip)
+        intensity = IntensityJitter() if strong else None
+    if affine is None and not mixup:
+        return None
+    return TrainingAugment(affine, intensity, mixup)
+
+
+def mix_pairs(
+    images: torch.Tensor, targets: torch.Tensor, alpha: float, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mixup (Zhang et al. 2018): each image and target blended with another of the batch, by one weight
+    ``lam ~ Beta(alpha, alpha)`` per batch, taken as ``max(lam, 1 - lam)`` so each image stays the larger part.
+
+    NaN targets (unknown) propagate: a mixed target is unknown where either of its two images' is.
+    """
+    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+    lam = float(np.random.default_rng(seed).beta(alpha, alpha))
+    lam = max(lam, 1 - lam)
+    order = torch.randperm(images.shape[0], generator=generator).to(images.device)
+    mixed = images * lam + images[order] * (1 - lam)
+    return mixed, targets * lam + targets[order] * (1 - lam)
 
 
 def tta_views(shift: float = 0.04, hflip: bool = False) -> list[torch.Tensor]:

@@ -18,8 +18,9 @@ from medclf.errors import TrainingError
 log = logging.getLogger(__name__)
 
 
-#: Called with (images, step) to augment a training batch on its device.
-Augment = Callable[[torch.Tensor, int], torch.Tensor]
+#: Called with (images, targets, step) to augment a training batch on its device; returns both (mixup
+#: changes the targets too).
+Augment = Callable[[torch.Tensor, torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]]
 
 
 @dataclass
@@ -116,6 +117,7 @@ def train_one_epoch(
     desc: str = "train",
     show_progress: bool = True,
     total: int | None = None,
+    after_step: Callable[[], None] | None = None,
 ) -> EpochProgress:
     """Train for one pass over ``loader`` (from ``progress.step`` on when resuming an epoch).
 
@@ -124,6 +126,7 @@ def train_one_epoch(
     the same steps, as it may be a collective), and the epoch then ends with ``interrupted`` set. A batch
     with fewer than two readable images is skipped; under DistributedDataParallel (``distributed``) the
     rank still joins the step with a zero gradient, since every rank must take part in each all-reduce.
+    ``after_step()`` runs after every optimiser step (the weight average of ``--ema-decay``).
 
     Raises:
         TrainingError: on a non-finite loss (naming the batch's images, at most SYNC_EVERY steps after it)
@@ -153,6 +156,8 @@ def train_one_epoch(
             optimizer.zero_grad(set_to_none=True)
             sum(p.sum() for p in model.parameters() if p.requires_grad).mul(0.0).backward()
             optimizer.step()
+        if after_step is not None and (n >= 2 or distributed):
+            after_step()
         state.step += 1
         if state.step % SYNC_EVERY == 0:
             pending.read(state, desc)
@@ -181,7 +186,7 @@ def _train_step(
     """Augment, forward, backward and step; returns the loss and whether every output was finite (both
     on the device, not read)."""
     if augment is not None:
-        images = augment(images, step)
+        images, targets = augment(images, targets, step)
     with autocast(images.device, amp_dtype):
         outputs = model(images)
         loss = criterion(outputs, targets)

@@ -17,11 +17,14 @@ class MaskedBCEWithLogitsLoss(nn.Module):
 
     Args:
         pos_weight: Optional (L,) weight of the positive class per label.
+        smoothing: Label smoothing ``e``: known targets 1 and 0 become ``1 - e/2`` and ``e/2`` (training only;
+            validation losses use a criterion without it).
     """
 
-    def __init__(self, pos_weight: torch.Tensor | None = None) -> None:
+    def __init__(self, pos_weight: torch.Tensor | None = None, smoothing: float = 0.0) -> None:
         super().__init__()
         self.register_buffer("pos_weight", pos_weight)
+        self.smoothing = float(smoothing)
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Mean loss over labelled entries; 0 (with a gradient) for a batch with none.
@@ -31,6 +34,8 @@ class MaskedBCEWithLogitsLoss(nn.Module):
         """
         known = ~torch.isnan(targets)
         filled = torch.where(known, targets, torch.zeros_like(targets))
+        if self.smoothing:
+            filled = filled * (1 - self.smoothing) + self.smoothing / 2
         per_entry = F.binary_cross_entropy_with_logits(logits, filled, pos_weight=self.pos_weight, reduction="none")
         # where, not a product: an unknown entry must add nothing even when its output is infinite
         masked = torch.where(known, per_entry, torch.zeros_like(per_entry)).sum() / known.sum().clamp(min=1)

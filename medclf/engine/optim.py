@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -36,14 +37,28 @@ def build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimi
 
 
 def build_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer) -> Any:
-    """ReduceLROnPlateau on val AUROC (default), cosine annealing over the epochs, or None."""
+    """ReduceLROnPlateau on val AUROC (default), cosine annealing over the epochs, or None; with
+    ``warmup_epochs``, a linear warm-up first (see :func:`lr_factor`)."""
     if config.scheduler == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, mode="max", factor=config.plateau_factor, patience=config.plateau_patience
         )
+    if config.warmup_epochs:
+        warmup, epochs, cosine = config.warmup_epochs, config.epochs, config.scheduler == "cosine"
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda done: lr_factor(done, warmup, epochs, cosine))
     if config.scheduler == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
     return None
+
+
+def lr_factor(done: int, warmup: int, epochs: int, cosine: bool) -> float:
+    """The LR multiplier of the epoch after ``done`` epochs: ``(done + 1) / (warmup + 1)`` during the warm-up,
+    then 1, or a cosine from 1 down to 0 over the remaining epochs (as ``CosineAnnealingLR`` without one)."""
+    if done < warmup:
+        return (done + 1) / (warmup + 1)
+    if not cosine:
+        return 1.0
+    return 0.5 * (1 + math.cos(math.pi * (done - warmup) / max(1, epochs - warmup)))
 
 
 def pos_weight(targets: np.ndarray) -> torch.Tensor:

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 FORMAT = "medclf-checkpoint"
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("model", "model_name", "labels", "image_size")
-_OPTIONAL = frozenset({"thresholds", "partial", "optimizer", "scheduler", "scaler"})
+_OPTIONAL = frozenset({"thresholds", "partial", "optimizer", "scheduler", "scaler", "ema"})
 # What a run writes before its first checkpoint: a folder with these and no RUN_MARKERS is a run killed early.
 _EARLY_FILES = ("config.json", "label_counts.csv", LOCK_NAME)
 
@@ -86,6 +86,8 @@ class Checkpoint(TrainState):
             (:mod:`medclf.reporting.provenance`); empty in files written before 0.2.0.
         input: The input convention of the weights (:mod:`medclf.model.input_convention`; ``{}``: medclf's
             own, [0, 1] and the whole image), which every reader of the checkpoint feeds the network.
+        ema: With ``--ema-decay``, in ``last.pt``: the trained weights and the update count
+            (:mod:`medclf.engine.ema`); ``model`` then holds the averaged weights, the ones validated.
         path: Where it was loaded from (not saved).
     """
 
@@ -102,6 +104,7 @@ class Checkpoint(TrainState):
     medclf_version: str = ""
     provenance: dict[str, Any] = field(default_factory=dict)
     input: dict[str, Any] = field(default_factory=dict)
+    ema: dict[str, Any] | None = None
     path: str = ""
 
     def to_dict(self) -> dict[str, Any]:

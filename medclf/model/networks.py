@@ -1,9 +1,10 @@
 """Networks by name (:mod:`medclf.model.registry`), and what medclf does to any of them: build, freeze the
-backbone, look through DDP / ``torch.compile`` wrappers, count parameters.
+backbone, add dropout before the classifier, look through DDP / ``torch.compile`` wrappers, count parameters.
 """
 
 from __future__ import annotations
 
+import torch.nn.functional as F
 from torch import nn
 
 from medclf.model import registry
@@ -36,6 +37,23 @@ def set_backbone_trainable(model: nn.Module, trainable: bool) -> None:
             p.requires_grad_(trainable)
         if not trainable:
             part.eval()
+
+
+def add_feature_dropout(net: nn.Module, p: float) -> None:
+    """Dropout with probability ``p`` on the classifier's input (the pooled features), in training mode only.
+
+    Added as a forward pre-hook on the architecture's classifier layer, so the state_dict, checkpoints and
+    exported models are those of the network without it.
+    """
+    if not p:
+        return
+    layer = net.get_submodule(registry.architecture_of(net).feature_layer)
+
+    def drop(module: nn.Module, args: tuple) -> tuple:
+        features, *rest = args
+        return (F.dropout(features, p, module.training), *rest)
+
+    layer.register_forward_pre_hook(drop)
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:

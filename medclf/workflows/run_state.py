@@ -30,6 +30,7 @@ from medclf.engine.distributed import (
     shard_eval,
     shard_records,
 )
+from medclf.engine.ema import WeightEMA
 from medclf.engine.loss import MaskedBCEWithLogitsLoss
 from medclf.engine.optim import build_optimizer, build_scheduler, pos_weight
 from medclf.engine.seeding import restore_rng_states, rng_states, seed_everything
@@ -42,7 +43,7 @@ from medclf.model.checkpoint import (
     resolve_checkpoint_path,
 )
 from medclf.model.input_convention import centre_crop, convention_of
-from medclf.model.networks import build_model, count_parameters
+from medclf.model.networks import add_feature_dropout, build_model, count_parameters
 from medclf.model.registry import architecture
 from medclf.model.starting_weights import Start, initialise, resolve_start, run_convention
 from medclf.reporting.mlflow_log import open_tracker
@@ -81,6 +82,13 @@ class Run:
     selected_by: str = "val_auroc"  # what picks best.pt and drives early stopping: see model_selection()
     probe: Any = None  # --linear-probe: the cached features (engine.probe.ProbeFeatures), from the first epoch
     tracker: Any = None  # --mlflow: rank 0's reporting.mlflow_log.Tracker
+    ema: WeightEMA | None = None  # --ema-decay: the weight average, validated and saved as the model
+    val_criterion: nn.Module | None = None  # the validation loss (no label smoothing)
+
+    @property
+    def evaluated_net(self) -> nn.Module:
+        """The network that is validated and saved as ``model``: the weight average with --ema-decay."""
+        return self.ema.module if self.ema is not None else self.net
 
     @property
     def show_progress(self) -> bool:
@@ -95,7 +103,8 @@ class Run:
         """
         full = Checkpoint(
             **{**state.as_fields(), "partial": partial},
-            model=self.net.state_dict(),
+            model=self.evaluated_net.state_dict(),
+            ema=self.ema.train_state(self.net) if self.ema is not None else None,
             model_name=self.config.model,
             labels=list(self.manifest.labels),
             image_size=self.config.image_size,
@@ -109,7 +118,9 @@ class Run:
             provenance=self.provenance,
             input=convention_of(self.net),
         )
-        return full if resumable else dataclasses.replace(full, optimizer=None, scheduler=None, scaler=None, rng={})
+        if resumable:
+            return full
+        return dataclasses.replace(full, optimizer=None, scheduler=None, scaler=None, rng={}, ema=None)
 
 
 def set_up(config: TrainConfig, world: World, device: torch.device) -> tuple[Run, TrainState]:
@@ -205,6 +216,7 @@ def _build(
 
     net = build_model(config.model, len(manifest.labels))
     initialise(net, start, resumed, manifest.labels, config.image_size)
+    add_feature_dropout(net, config.dropout)
     channels_last = config.channels_last and device.type == "cuda"
     net = net.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
     weights = pos_weight(manifest.targets("TRAIN", config.uncertain)).to(device) if config.pos_weight else None
@@ -218,7 +230,10 @@ def _build(
     )  # fmt: skip
     return Run(
         config=config, world=world, device=device, run_dir=run_dir, manifest=manifest, sampler=sampler,
-        train_loader=train_loader, val_loader=val_loader, net=net, criterion=MaskedBCEWithLogitsLoss(weights),
+        train_loader=train_loader, val_loader=val_loader, net=net,
+        criterion=MaskedBCEWithLogitsLoss(weights, config.label_smoothing),
+        val_criterion=MaskedBCEWithLogitsLoss(weights),
+        ema=WeightEMA(net, config.ema_decay) if config.ema_decay else None,
         optimizer=optimizer, scheduler=build_scheduler(config, optimizer), scaler=scaler, amp_dtype=amp_dtype,
         channels_last=channels_last, reported=reported, selected_by=model_selection(manifest, config.uncertain),
     )  # fmt: skip
@@ -242,7 +257,10 @@ def model_selection(manifest: Manifest, uncertain: str = "ignore") -> str:
 
 def _restore(run: Run, resumed: Checkpoint) -> TrainState:
     """Weights, optimiser, schedule, scaler and random states of a resumed run; returns its state."""
-    run.net.load_state_dict(resumed.model)
+    if run.ema is not None:
+        run.ema.restore(run.net, resumed.model, resumed.ema)
+    else:
+        run.net.load_state_dict(resumed.ema["train_weights"] if resumed.ema else resumed.model)
     if resumed.optimizer:
         run.optimizer.load_state_dict(resumed.optimizer)
     else:  # best.pt (weights only, see Run.checkpoint): its weights, with the optimiser and schedule new

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from medclf.config import TrainConfig
-from medclf.data.augment import AffineFlip
+from medclf.data.augment import training_augment
 from medclf.data.checks import warn_skipped
 from medclf.data.loaders import make_loader
 from medclf.data.seeds import generator
@@ -209,10 +209,10 @@ def train_one_epoch(run: Run, state: TrainState, epoch: int, stop_signal: Callab
         run.trainable = epoch > config.freeze_backbone_epochs
         set_backbone_trainable(run.net, run.trainable)
         run.model = wrap_model(run.net, world, run.device, config.compile)  # DDP must see the trainable set
-    augment = AffineFlip(flip_prob=0.5 if config.hflip else 0.0) if config.augment else None
+    augment = training_augment(config.augment, config.augment_strength, config.hflip, config.mixup)
 
-    def augment_step(images: torch.Tensor, step: int) -> torch.Tensor:
-        return augment(images, generator(config.seed, epoch, step, world.rank))  # type: ignore[misc]
+    def augment_step(images: torch.Tensor, targets: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return augment(images, targets, generator(config.seed, epoch, step, world.rank))  # type: ignore[misc]
 
     run.model.train()
     set_backbone_trainable(run.net, run.trainable)
@@ -222,6 +222,7 @@ def train_one_epoch(run: Run, state: TrainState, epoch: int, stop_signal: Callab
         amp_dtype=run.amp_dtype, channels_last=run.channels_last, distributed=world.distributed,
         should_stop=lambda: any_rank(stop_signal() is not None, world, run.device),
         desc=f"epoch {epoch}/{config.epochs} train", show_progress=run.show_progress, total=len(run.sampler),
+        after_step=(lambda: run.ema.update(run.net)) if run.ema is not None else None,
     )  # fmt: skip
     progress.loss_sum, progress.seen = sum_over_ranks([progress.loss_sum, progress.seen], world, run.device)
     warn_skipped(progress.skipped, "TRAIN", run.reported)
@@ -250,13 +251,13 @@ def _probe_epoch(run: Run, epoch: int) -> EpochProgress:
 def evaluate_epoch(run: Run, epoch: int) -> Inference:
     """Validation logits of every rank, in manifest order."""
     if run.config.linear_probe:
-        result = probe_infer(run.net, run.probe, run.criterion)
+        result = probe_infer(run.net, run.probe, run.val_criterion)
         check_finite(result, f"epoch {epoch} validation")
         return result
     sync_buffers(run.net, run.world)
     result = gather_inference(
         # the bare network: DDP's forward would wait for ranks that have fewer validation batches
-        infer(run.net, run.val_loader, run.device, criterion=run.criterion, amp_dtype=run.amp_dtype,
+        infer(run.evaluated_net, run.val_loader, run.device, criterion=run.val_criterion, amp_dtype=run.amp_dtype,
               channels_last=run.channels_last, desc=f"epoch {epoch}/{run.config.epochs} val",
               show_progress=run.show_progress),
         run.world,

@@ -1,0 +1,30 @@
+"""Named presets of training settings (``--recipe``), chosen by cross-validation (docs/recipes.md).
+
+A recipe only changes defaults: :func:`~medclf.config.files.make_settings` lays it under the values given
+(flags, a ``--config`` file, a resumed run's saved settings), so every setting it holds can still be
+overridden by its own flag. The resolved values, and the recipe's name, are what ``config.json`` and the
+checkpoint record.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: Each recipe's settings; "none" is today's defaults.
+RECIPE_SETTINGS: dict[str, dict[str, Any]] = {
+    "none": {},
+    "small-data": {
+        "batch_size": 16,
+        "ema_decay": 0.99,
+        "optimizer": "adamw",
+        "weight_decay": 0.05,
+        "scheduler": "cosine",
+        "warmup_epochs": 1,
+    },
+}
+RECIPES = tuple(RECIPE_SETTINGS)
+
+
+def with_recipe(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` over the settings of the recipe they name (``values["recipe"]``; none: unchanged)."""
+    return {**RECIPE_SETTINGS.get(str(values.get("recipe", "none")), {}), **values}

@@ -1,0 +1,160 @@
+"""The training-recipe search of docs/recipes.md: today's defaults, each small-data lever alone and their
+combination, each judged by 5-fold patient-wise cross-validation (``medclf.crossval``) on the TRAIN and
+VALIDATION images of a manifest (never its TEST images), at a fixed budget (8 epochs at 96 px).
+
+Usage (from the repository root, with .venv set up)::
+
+    .venv/bin/python scripts/recipe_search.py --out runs/recipe_search            # every configuration
+    .venv/bin/python scripts/recipe_search.py --out runs/recipe_search --only defaults ema
+    .venv/bin/python scripts/recipe_search.py --out runs/recipe_search --table   # the table only
+
+It can be stopped and started again: a finished study is kept, a stopped one is resumed. Every study uses
+the same folds (the first study's ``folds.csv``). Each configuration is compared with ``defaults`` by
+``medclf.compare`` (paired bootstrap over the pooled out-of-fold predictions). The Markdown table
+(configuration, pooled out-of-fold macro AUROC with its 95% interval, per-fold mean and SD, the paired
+difference from the defaults with its interval, wall time) goes to ``<out>/recipes_table.md`` and the
+console.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+STARTER = Path(__file__).resolve().parent.parent.parent / "shared/data/nih/starter256/dataset.csv"
+BUDGET = ["--epochs", "8", "--image-size", "96"]
+#: Configuration name -> its crossval flags beyond the budget. "small-data" is the recipe preset.
+CONFIGS: dict[str, list[str]] = {
+    name: flags.split()
+    for name, flags in {
+        "defaults": "",
+        "batch-16": "--batch-size 16",
+        "ema": "--ema-decay 0.99",
+        "adamw-cosine-warmup": "--optimizer adamw --weight-decay 0.05 --scheduler cosine --warmup-epochs 1",
+        "strong-augment": "--augment-strength strong",
+        "label-smoothing": "--label-smoothing 0.1",
+        "mixup": "--mixup 0.2",
+        "dropout": "--dropout 0.2",
+        "resnet18": "--model resnet18",
+        "image-64": "--image-size 64",
+        "small-data": "--recipe small-data",
+    }.items()
+}
+
+
+def trainval_manifest(source: Path, out: Path) -> Path:
+    """The TRAIN and VALIDATION rows of ``source`` with absolute image paths (the search never sees TEST)."""
+    target = out / "manifest_trainval.csv"
+    with open(source, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        rows = [r for r in reader if r["split"].strip().upper() != "TEST"]
+        fields = reader.fieldnames or []
+    for row in rows:
+        row["image"] = os.path.normpath(os.path.join(source.parent, row["image"]))
+    tmp = target.with_suffix(".tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, target)
+    return target
+
+
+def study_state(study: Path) -> dict | None:
+    """The study's ``study.json``, or None when there is none."""
+    path = study / "study.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def run_study(name: str, flags: list[str], manifest: Path, out: Path, device: str) -> None:
+    """Run (or resume) one configuration's cross-validation; its wall time is added to ``<name>.wall.json``."""
+    study, wall = out / name, out / f"{name}.wall.json"
+    state = study_state(study)
+    if state and state.get("complete"):
+        print(f"{name}: finished before", flush=True)
+        return
+    if state:
+        command = ["--resume", str(study)]
+    else:
+        folds = out / "defaults" / "folds.csv"
+        shared = ["--folds-csv", str(folds)] if name != "defaults" and folds.is_file() else []
+        command = ["--csv", str(manifest), "--out", str(study), *BUDGET, *flags, *shared]
+    command = [sys.executable, "-m", "medclf.crossval", *command, "--num-workers", "0", "--no-progress",
+               "--device", device]  # fmt: skip
+    print(f"{name}: {' '.join(command[1:])}", flush=True)
+    spent = json.loads(wall.read_text())["seconds"] if wall.is_file() else 0.0
+    started = time.perf_counter()
+    code = subprocess.call(command)
+    wall.write_text(json.dumps({"seconds": spent + time.perf_counter() - started}))
+    if code != 0:
+        raise SystemExit(f"{name}: crossval exited with {code}")
+
+
+def compare_with_defaults(name: str, out: Path) -> dict | None:
+    """``medclf.compare`` of the pooled out-of-fold predictions, defaults (A) against ``name`` (B)."""
+    target = out / f"compare_defaults_vs_{name}"
+    result = target / "comparison.json"
+    if not result.is_file():
+        command = [sys.executable, "-m", "medclf.compare", "--a", str(out / "defaults" / "predictions.csv"),
+                   "--b", str(out / name / "predictions.csv"), "--name-a", "defaults", "--name-b", name,
+                   "--out", str(target), "--no-figures"]  # fmt: skip
+        if subprocess.call(command, stdout=subprocess.DEVNULL) != 0:
+            return None
+    return json.loads(result.read_text(encoding="utf-8"))["macro"]
+
+
+def table(out: Path) -> str:
+    """The Markdown table of every finished study in ``out``."""
+    lines = ["| configuration | flags | pooled OOF macro AUROC [95% CI] | fold mean (SD) | vs defaults [95% CI] "
+             "| wall time |", "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    for name, flags in CONFIGS.items():
+        state = study_state(out / name)
+        if not state or not state.get("complete"):
+            continue
+        results = state["results"]
+        folds = [r["macro_auroc"] for r in results["folds"] if str(r.get("fold", "")).isdigit()]
+        oof = results["oof"]
+        spread = f"{statistics.mean(folds):.3f} ({statistics.stdev(folds):.3f})" if len(folds) > 1 else "n/a"
+        delta = "-"
+        if name != "defaults":
+            macro = compare_with_defaults(name, out)
+            if macro and macro.get("difference") is not None:
+                delta = f"{macro['difference']:+.3f} [{macro['ci_low']:+.3f}, {macro['ci_high']:+.3f}]"
+        wall = out / f"{name}.wall.json"
+        minutes = f"{json.loads(wall.read_text())['seconds'] / 60:.1f} min" if wall.is_file() else "n/a"
+        shown = " ".join(flags) or "(none)"
+        lines.append(f"| {name} | `{shown}` | {oof['macro_auroc']:.3f} [{oof['ci_low']:.3f}, {oof['ci_high']:.3f}] "
+                     f"| {spread} | {delta} | {minutes} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--csv", default=str(STARTER), help="manifest; its TEST rows are left out")
+    parser.add_argument("--out", default="runs/recipe_search", help="folder of the studies and the table")
+    parser.add_argument("--only", nargs="*", choices=list(CONFIGS), help="run these configurations only")
+    parser.add_argument("--table", action="store_true", help="write the table of the finished studies; train none")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if not args.table:
+        manifest = trainval_manifest(Path(args.csv), out)
+        names = args.only or list(CONFIGS)
+        for name in (["defaults"] if "defaults" not in names else []) + names:  # defaults draws the folds
+            run_study(name, CONFIGS[name], manifest, out, args.device)
+    text = table(out)
+    (out / "recipes_table.md").write_text(text, encoding="utf-8")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
