@@ -193,3 +193,13 @@ def test_levers_refused_where_they_do_not_apply(overrides: dict, message: str, t
     with pytest.raises(ConfigError) as error:
         TrainConfig(csv=["x.csv"], **overrides)
     assert message in str(error.value)
+
+
+def test_library_call_applies_the_recipe_too(synthetic_csv: Path, tmp_path: Path) -> None:
+    run = train(csv=[str(synthetic_csv)], out=str(tmp_path / "lib"), recipe="small-data", epochs=1, image_size=32,
+                model="densenet_tiny", batch_size=16, device="cpu", progress=False, num_workers=0)  # fmt: skip
+    saved = load_checkpoint(run.last_checkpoint).config
+    for name, value in RECIPE_SETTINGS["small-data"].items():
+        if name != "batch_size":
+            assert saved[name] == value, name
+    assert saved["batch_size"] == 16

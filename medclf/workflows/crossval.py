@@ -21,6 +21,7 @@ import numpy as np
 
 from medclf import __version__
 from medclf.config import CrossvalConfig, TrainConfig, ValidateConfig, settings_dict
+from medclf.config.recipes import with_recipe
 from medclf.data.folds import STUDY_SPLITS, assign_folds, check_folds, fold_sizes, patient_ids, read_folds
 from medclf.data.manifest import Manifest
 from medclf.data.sources import read_manifests
@@ -61,7 +62,7 @@ def crossval(config: CrossvalConfig | None = None, **overrides: Any) -> Crossval
     Raises:
         MedclfError: bad manifests, settings or folds files, an older study, with one message naming them.
     """
-    config = dataclasses.replace(config, **overrides) if config else CrossvalConfig(**overrides)
+    config = dataclasses.replace(config, **overrides) if config else CrossvalConfig(**with_recipe(overrides))
     if not config.csv:
         raise ConfigError("a manifest is required (CrossvalConfig.csv / --csv)")
     world, _ = init_world(config.device)

@@ -27,6 +27,7 @@ from medclf.config import (
     parse_fractions,
     settings_dict,
 )
+from medclf.config.recipes import with_recipe
 from medclf.data.folds import patient_ids, study_manifest
 from medclf.data.sources import read_manifests
 from medclf.errors import ConfigError
@@ -59,7 +60,7 @@ def learning_curve(config: LearningCurveConfig | None = None, **overrides: Any) 
     Raises:
         MedclfError: bad manifests or settings, with one message naming them.
     """
-    config = dataclasses.replace(config, **overrides) if config else LearningCurveConfig(**overrides)
+    config = dataclasses.replace(config, **overrides) if config else LearningCurveConfig(**with_recipe(overrides))
     if not config.csv:
         raise ConfigError("a manifest is required (LearningCurveConfig.csv / --csv)")
     out = Path(config.out or default_run_dir()).absolute()

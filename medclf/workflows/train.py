@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from medclf.config import TrainConfig
+from medclf.config.recipes import with_recipe
 from medclf.data.augment import training_augment
 from medclf.data.checks import warn_skipped
 from medclf.data.loaders import make_loader
@@ -90,7 +91,7 @@ def train(config: TrainConfig | None = None, **overrides: Any) -> TrainResult:
     Raises:
         MedclfError: for bad manifests, images, settings or checkpoints, with a message naming them.
     """
-    config = dataclasses.replace(config, **overrides) if config else TrainConfig(**overrides)
+    config = dataclasses.replace(config, **overrides) if config else TrainConfig(**with_recipe(overrides))
     if not config.csv:
         raise ConfigError("a manifest is required (TrainConfig.csv / --csv)")
     finished = _finished_run(config) if config.resume else None
