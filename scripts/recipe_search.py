@@ -148,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.table:
         manifest = trainval_manifest(Path(args.csv), out)
         names = args.only or list(CONFIGS)
-        for name in (["defaults"] if "defaults" not in names else []) + names:  # defaults draws the folds
+        first = [] if "defaults" in names or (out / "defaults" / "folds.csv").is_file() else ["defaults"]
+        for name in first + names:  # the defaults study draws the folds the others repeat
             run_study(name, CONFIGS[name], manifest, out, args.device)
     text = table(out)
     (out / "recipes_table.md").write_text(text, encoding="utf-8")
