@@ -10,9 +10,9 @@
 # CUDA GPU it says so in one line and exits 0, so it is safe to run anywhere.
 #
 # Python, two ways:
-#   (default)   .venv made by scripts/setup_env.sh with TORCH_SPEC (default "torch>=2.3": from PyPI a
-#               CUDA build on Linux x86-64; add PIP_INDEX_URL / PIP_EXTRA_INDEX_URL for another CUDA). Needs
-#               a network the first time.
+#   (default)   .venv made by scripts/setup_env.sh (torch==2.14.1 + torchvision==0.29.1 from PyPI: a CUDA
+#               build on Linux x86-64; TORCH_SPEC="torch==2.14.1 torchvision==0.29.1 --index-url URL" for
+#               another CUDA). Needs a network the first time.
 #   PYTHON=...  an existing interpreter that already has a CUDA torch (air-gapped GPU nodes). That torch
 #               is never replaced: only the packages it cannot import are installed, with --no-deps, into a
 #               folder put on PYTHONPATH (medclf itself is used from this checkout through PYTHONPATH).
@@ -172,8 +172,8 @@ setup_existing_python() {
 }
 
 setup_venv() {
-  if ! TORCH_SPEC=${TORCH_SPEC:-torch>=2.3} bash scripts/setup_env.sh; then
-    row setup FAIL "scripts/setup_env.sh failed (TORCH_SPEC=${TORCH_SPEC:-torch>=2.3})"
+  if ! bash scripts/setup_env.sh; then
+    row setup FAIL "scripts/setup_env.sh failed${TORCH_SPEC:+ (TORCH_SPEC=$TORCH_SPEC)}"
     finish
   fi
   PY="$ROOT/.venv/bin/python"
