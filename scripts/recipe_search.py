@@ -7,6 +7,7 @@ Usage (from the repository root, with .venv set up)::
     .venv/bin/python scripts/recipe_search.py --out runs/recipe_search            # every configuration
     .venv/bin/python scripts/recipe_search.py --out runs/recipe_search --only defaults ema
     .venv/bin/python scripts/recipe_search.py --out runs/recipe_search --table   # the table only
+    .venv/bin/python scripts/recipe_search.py --out runs/recipe_search --test defaults small-data   # then TEST
 
 It can be stopped and started again: a finished study is kept, a stopped one is resumed. Every study uses
 the same folds (the first study's ``folds.csv``). Each configuration is compared with ``defaults`` by
@@ -135,6 +136,48 @@ def table(out: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def test_run(name: str, source: Path, out: Path, device: str) -> dict:
+    """Train ``name`` once on TRAIN (VALIDATION choosing best.pt) and validate best.pt on TEST: after the
+    search, never during it."""
+    run = out / f"test_{name}"
+    common = ["--num-workers", "0", "--no-progress", "--device", device]
+    if not (run / "best.pt").is_file() or not (run / "last.pt").is_file():
+        started = time.perf_counter()
+        resume = ["--resume", str(run)] if (run / "last.pt").is_file() else []
+        command = resume or ["--csv", str(source), "--out", str(run), *BUDGET, *CONFIGS[name]]
+        if subprocess.call([sys.executable, "-m", "medclf.train", *command, *common]) != 0:
+            raise SystemExit(f"{name}: training on TRAIN failed")
+        (out / f"test_{name}.wall.json").write_text(json.dumps({"seconds": time.perf_counter() - started}))
+    result = run / "best_test"
+    if not (result / "metrics.json").is_file():
+        command = [sys.executable, "-m", "medclf.validate", "--checkpoint", str(run / "best.pt"), "--csv",
+                   str(source), "--split", "TEST", "--out", str(result), *common]  # fmt: skip
+        if subprocess.call(command) != 0:
+            raise SystemExit(f"{name}: validation on TEST failed")
+    metrics = json.loads((result / "metrics.json").read_text(encoding="utf-8"))
+    return {"macro_auroc": metrics["macro_auroc"], **{k: metrics["macro"].get(k) for k in ("auroc_ci_low",
+            "auroc_ci_high")}, "predictions": result / "predictions.csv"}  # fmt: skip
+
+
+def test_table(names: list[str], source: Path, out: Path, device: str) -> str:
+    """TEST macro AUROC of each configuration trained once on TRAIN, and the paired difference from the first."""
+    results = {name: test_run(name, source, out, device) for name in names}
+    lines = ["| configuration | TEST macro AUROC [95% CI] | vs " + names[0] + " [95% CI] |", "| --- | --- | --- |"]
+    for name, r in results.items():
+        delta = "-"
+        if name != names[0]:
+            target = out / f"test_compare_{names[0]}_vs_{name}"
+            if not (target / "comparison.json").is_file():
+                subprocess.call([sys.executable, "-m", "medclf.compare", "--a", str(results[names[0]]["predictions"]),
+                                 "--b", str(r["predictions"]), "--name-a", names[0], "--name-b", name, "--out",
+                                 str(target), "--no-figures"], stdout=subprocess.DEVNULL)  # fmt: skip
+            macro = json.loads((target / "comparison.json").read_text(encoding="utf-8"))["macro"]
+            delta = f"{macro['difference']:+.3f} [{macro['ci_low']:+.3f}, {macro['ci_high']:+.3f}]"
+        lines.append(f"| {name} | {r['macro_auroc']:.3f} [{r['auroc_ci_low']:.3f}, {r['auroc_ci_high']:.3f}] "
+                     f"| {delta} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--csv", default=str(STARTER), help="manifest; its TEST rows are left out")
@@ -142,9 +185,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", choices=list(CONFIGS), help="run these configurations only")
     parser.add_argument("--table", action="store_true", help="write the table of the finished studies; train none")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument(
+        "--test", nargs="+", choices=list(CONFIGS), metavar="NAME",
+        help="after the search: train these once on TRAIN and compare them on TEST (the first is A)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.test:
+        text = test_table(args.test, Path(args.csv), out, args.device)
+        (out / "test_table.md").write_text(text, encoding="utf-8")
+        print(text)
+        return 0
     if not args.table:
         manifest = trainval_manifest(Path(args.csv), out)
         names = args.only or list(CONFIGS)
