@@ -267,3 +267,31 @@ def test_an_unfinished_study_as_checkpoint(study: Path, synthetic_csv: Path, tmp
     (copy / "fold_2" / "best.pt").unlink()
     assert predict_main(["--checkpoint", str(copy), "--csv", str(synthetic_csv), "--device", "cpu"]) == 2
     assert "unfinished study: fold 2 has no best.pt" in error_line(capsys)
+
+
+def _rank_auroc(scores: np.ndarray, truth: np.ndarray) -> float:
+    """Mann-Whitney AUROC with ties counted half, from scratch; scores compared as float32, as medclf (and
+    medclf.compare) compare model outputs."""
+    scores = scores.astype(np.float32)
+    pos, neg = scores[truth == 1], scores[truth == 0]
+    greater = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+    return float(greater / (len(pos) * len(neg)))
+
+
+def test_pooled_auroc_is_that_of_the_written_out_of_fold_probabilities(study: Path) -> None:
+    """Each fold has its own temperatures, so pooling ranks the reported probabilities; metrics.json, the
+    study.json summary and medclf.compare on oof_predictions.csv give one number."""
+    oof = pd.read_csv(study / "oof_predictions.csv")
+    metrics = json.loads((study / "metrics.json").read_text())
+    values = []
+    for row in metrics["per_label"]:
+        truth = oof[f"true_{row['label']}"]
+        known = truth.notna()
+        if row["auroc"] is None:
+            continue
+        recomputed = _rank_auroc(oof.loc[known, f"prob_{row['label']}"].to_numpy(), truth[known].to_numpy())
+        assert row["auroc"] == pytest.approx(recomputed, abs=1e-6), row["label"]
+        values.append(recomputed)
+    assert metrics["macro_auroc"] == pytest.approx(np.mean(values), abs=1e-6)
+    saved = json.loads((study / "study.json").read_text())
+    assert saved["results"]["oof"]["macro_auroc"] == pytest.approx(metrics["macro_auroc"], abs=1e-12)

@@ -114,7 +114,7 @@ def write_study_evaluation(
     raw = np.mean([list(f.checkpoint.thresholds) or [0.5] * len(labels) for f in folds], axis=0).tolist()
     view = ValidateConfig(checkpoint=str(study_dir), csv=list(config.csv), split="VALIDATION", bootstrap=BOOTSTRAP,
                           seed=config.seed, device=config.device, progress=False)  # fmt: skip
-    metrics = report_metrics(view, result, probs, calls, labels, shown, clusters=clusters)
+    metrics = report_metrics(view, result, probs, calls, labels, shown, clusters=clusters, rank_reported=True)
     metrics["thresholds_from"] = "each fold's (Youden's J on its held-out fold at its best epoch); shown: their mean"
     with_temps = any(f.checkpoint.temperatures for f in folds)
     source = "each fold's own, fitted on its held-out fold" if with_temps else "none"

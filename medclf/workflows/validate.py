@@ -155,14 +155,18 @@ def report_metrics(
     labels: list[str],
     shown_thresholds: list[float],
     clusters: np.ndarray | None = None,
+    rank_reported: bool = False,
 ) -> dict[str, Any]:
     """The evaluation report: ranking metrics on the raw outputs, counts of ``calls``, pooled AUROC as reported
-    (``clusters``: each image's patient index, for a bootstrap over patients)."""
+    (``clusters``: each image's patient index, for a bootstrap over patients; ``rank_reported``: rank on the
+    reported probabilities, for pooled folds)."""
     started = time.perf_counter()
     # Ranking metrics use the raw outputs: temperature scaling keeps each label's order, and float32
-    # sigmoids of sharpened logits could tie.
+    # sigmoids of sharpened logits could tie. Not so for pooled folds: each fold has its own temperatures,
+    # so the pooled order is that of the reported probabilities, the ones the predictions file holds.
+    ranked = torch.from_numpy(probs) if rank_reported else result.probs
     metrics = evaluation_report(
-        result.probs, result.targets, labels, shown_thresholds, calls=calls, n_bootstrap=config.bootstrap,
+        ranked, result.targets, labels, shown_thresholds, calls=calls, n_bootstrap=config.bootstrap,
         seed=config.seed, clusters=clusters,
     )  # fmt: skip
     # Pooled AUROC/AP on the reported (calibrated) probabilities; the counts and their intervals are the same.
