@@ -99,12 +99,13 @@ def run_study(name: str, flags: list[str], manifest: Path, out: Path, device: st
 
 
 def compare_with_defaults(name: str, out: Path) -> dict | None:
-    """``medclf.compare`` of the pooled out-of-fold predictions, defaults (A) against ``name`` (B)."""
+    """``medclf.compare`` of the pooled out-of-fold predictions, defaults (A) against ``name`` (B): the macro
+    row, with each study's AUROC and interval computed from its ``oof_predictions.csv``."""
     target = out / f"compare_defaults_vs_{name}"
     result = target / "comparison.json"
     if not result.is_file():
-        command = [sys.executable, "-m", "medclf.compare", "--a", str(out / "defaults" / "predictions.csv"),
-                   "--b", str(out / name / "predictions.csv"), "--name-a", "defaults", "--name-b", name,
+        command = [sys.executable, "-m", "medclf.compare", "--a", str(out / "defaults" / "oof_predictions.csv"),
+                   "--b", str(out / name / "oof_predictions.csv"), "--name-a", "defaults", "--name-b", name,
                    "--out", str(target), "--no-figures"]  # fmt: skip
         if subprocess.call(command, stdout=subprocess.DEVNULL) != 0:
             return None
@@ -112,27 +113,27 @@ def compare_with_defaults(name: str, out: Path) -> dict | None:
 
 
 def table(out: Path) -> str:
-    """The Markdown table of every finished study in ``out``."""
+    """The Markdown table of every finished study in ``out``: pooled out-of-fold macro AUROC with its 95%
+    interval and the paired difference from the defaults (``medclf.compare`` on the written predictions),
+    the folds' mean and SD (``study.json``), the wall time."""
     lines = ["| configuration | flags | pooled OOF macro AUROC [95% CI] | fold mean (SD) | vs defaults [95% CI] "
              "| wall time |", "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
-    for name, flags in CONFIGS.items():
-        state = study_state(out / name)
-        if not state or not state.get("complete"):
-            continue
-        results = state["results"]
-        folds = [r["macro_auroc"] for r in results["folds"] if str(r.get("fold", "")).isdigit()]
-        oof = results["oof"]
+    finished = [n for n in CONFIGS if (study_state(out / n) or {}).get("complete")]
+    macros = {n: compare_with_defaults(n, out) for n in finished if n != "defaults"}
+    for name in finished:
+        folds = [r["macro_auroc"] for r in study_state(out / name)["results"]["folds"] if str(r["fold"]).isdigit()]
         spread = f"{statistics.mean(folds):.3f} ({statistics.stdev(folds):.3f})" if len(folds) > 1 else "n/a"
-        delta = "-"
-        if name != "defaults":
-            macro = compare_with_defaults(name, out)
-            if macro and macro.get("difference") is not None:
+        macro = macros.get(name) or next((m for m in macros.values() if m), None)
+        side = "a" if name == "defaults" else "b"
+        oof, delta = "n/a", "-"
+        if macro:
+            low, high = macro[f"auroc_{side}_ci"]
+            oof = f"{macro[f'auroc_{side}']:.3f} [{low:.3f}, {high:.3f}]"
+            if name != "defaults":
                 delta = f"{macro['difference']:+.3f} [{macro['ci_low']:+.3f}, {macro['ci_high']:+.3f}]"
         wall = out / f"{name}.wall.json"
         minutes = f"{json.loads(wall.read_text())['seconds'] / 60:.1f} min" if wall.is_file() else "n/a"
-        shown = " ".join(flags) or "(none)"
-        lines.append(f"| {name} | `{shown}` | {oof['macro_auroc']:.3f} [{oof['ci_low']:.3f}, {oof['ci_high']:.3f}] "
-                     f"| {spread} | {delta} | {minutes} |")  # fmt: skip
+        lines.append(f"| {name} | `{' '.join(CONFIGS[name]) or '(none)'}` | {oof} | {spread} | {delta} | {minutes} |")
     return "\n".join(lines) + "\n"
 
 
