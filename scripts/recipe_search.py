@@ -45,6 +45,10 @@ CONFIGS: dict[str, list[str]] = {
         "dropout": "--dropout 0.2",
         "resnet18": "--model resnet18",
         "image-64": "--image-size 64",
+        "combo-a": "--batch-size 16 --ema-decay 0.99 --optimizer adamw --weight-decay 0.05 --scheduler cosine "
+        "--warmup-epochs 1",
+        "combo-b": "--ema-decay 0.99 --augment-strength strong --optimizer adamw --weight-decay 0.05 "
+        "--scheduler cosine --warmup-epochs 1",
         "small-data": "--recipe small-data",
     }.items()
 }

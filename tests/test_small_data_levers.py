@@ -160,9 +160,11 @@ def test_recipe_sets_defaults_that_flags_override(synthetic_csv: Path) -> None:
     config = make_settings(TrainConfig, {"csv": [str(synthetic_csv)], "recipe": "small-data"})
     for name, value in recipe.items():
         assert getattr(config, name) == value, name
-    given = make_settings(TrainConfig, {"csv": [str(synthetic_csv)], "recipe": "small-data", "ema_decay": 0.0})
-    assert given.ema_decay == 0.0  # the flag wins
-    assert make_settings(TrainConfig, {"csv": [str(synthetic_csv)]}).ema_decay == 0.0  # no recipe: today's defaults
+    assert config.weight_decay == 0.05 and config.scheduler == "cosine"
+    given = make_settings(TrainConfig, {"csv": [str(synthetic_csv)], "recipe": "small-data", "weight_decay": 0.01})
+    assert given.weight_decay == 0.01  # the flag wins
+    plain = make_settings(TrainConfig, {"csv": [str(synthetic_csv)]})
+    assert (plain.weight_decay, plain.scheduler, plain.optimizer) == (0.0, "plateau", "adam")  # today's defaults
 
 
 def test_recipe_is_saved_with_its_resolved_values(synthetic_csv: Path, tmp_path: Path) -> None:
