@@ -102,18 +102,22 @@ def run_study(name: str, flags: list[str], manifest: Path, out: Path, device: st
         raise SystemExit(f"{name}: crossval exited with {code}")
 
 
-def compare_with_defaults(name: str, out: Path) -> dict | None:
-    """``medclf.compare`` of the pooled out-of-fold predictions, defaults (A) against ``name`` (B): the macro
-    row, with each study's AUROC and interval computed from its ``oof_predictions.csv``."""
-    target = out / f"compare_defaults_vs_{name}"
+def compare(a: Path, b: Path, names: tuple[str, str], target: Path) -> dict | None:
+    """The macro row of ``medclf.compare`` (B - A) of two predictions files, run once into ``target``."""
     result = target / "comparison.json"
     if not result.is_file():
-        command = [sys.executable, "-m", "medclf.compare", "--a", str(out / "defaults" / "oof_predictions.csv"),
-                   "--b", str(out / name / "oof_predictions.csv"), "--name-a", "defaults", "--name-b", name,
-                   "--out", str(target), "--no-figures"]  # fmt: skip
+        command = [sys.executable, "-m", "medclf.compare", "--a", str(a), "--b", str(b), "--name-a", names[0],
+                   "--name-b", names[1], "--out", str(target), "--no-figures"]  # fmt: skip
         if subprocess.call(command, stdout=subprocess.DEVNULL) != 0:
             return None
     return json.loads(result.read_text(encoding="utf-8"))["macro"]
+
+
+def compare_with_defaults(name: str, out: Path) -> dict | None:
+    """Defaults (A) against ``name`` (B) on the pooled out-of-fold predictions: each study's AUROC and interval
+    computed from its ``oof_predictions.csv``, and the paired difference."""
+    oof = "oof_predictions.csv"
+    return compare(out / "defaults" / oof, out / name / oof, ("defaults", name), out / f"compare_defaults_vs_{name}")
 
 
 def table(out: Path) -> str:
@@ -172,11 +176,7 @@ def test_table(names: list[str], source: Path, out: Path, device: str) -> str:
         delta = "-"
         if name != names[0]:
             target = out / f"test_compare_{names[0]}_vs_{name}"
-            if not (target / "comparison.json").is_file():
-                subprocess.call([sys.executable, "-m", "medclf.compare", "--a", str(results[names[0]]["predictions"]),
-                                 "--b", str(r["predictions"]), "--name-a", names[0], "--name-b", name, "--out",
-                                 str(target), "--no-figures"], stdout=subprocess.DEVNULL)  # fmt: skip
-            macro = json.loads((target / "comparison.json").read_text(encoding="utf-8"))["macro"]
+            macro = compare(results[names[0]]["predictions"], r["predictions"], (names[0], name), target)
             delta = f"{macro['difference']:+.3f} [{macro['ci_low']:+.3f}, {macro['ci_high']:+.3f}]"
         lines.append(f"| {name} | {r['macro_auroc']:.3f} [{r['auroc_ci_low']:.3f}, {r['auroc_ci_high']:.3f}] "
                      f"| {delta} |")  # fmt: skip

@@ -65,8 +65,8 @@ def make_settings(cls: type[T], *layers: dict[str, Any]) -> T:
     merged: dict[str, Any] = {}
     for layer in layers:
         merged.update({k: _coerce(k, v, types[k]) for k, v in layer.items() if k in types})
-    if "recipe" in types:  # the recipe's settings lie under every value given
-        merged = {k: _coerce(k, v, types[k]) for k, v in with_recipe(merged).items()}
+    if "recipe" in types:  # the recipe's settings (already typed) lie under every value given
+        merged = with_recipe(merged)
     return cls(**merged)
 
 
