@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 from pathlib import Path
 
@@ -14,12 +15,12 @@ import torch
 
 from medclf import TrainConfig, load_checkpoint, train
 from medclf.config import make_settings
-from medclf.config.recipes import RECIPE_SETTINGS
+from medclf.config.recipes import RECIPE_SETTINGS, departures
 from medclf.data.augment import IntensityJitter, mix_pairs, training_augment
 from medclf.engine.ema import WeightEMA
 from medclf.engine.loss import MaskedBCEWithLogitsLoss
 from medclf.engine.optim import lr_factor
-from medclf.errors import ConfigError
+from medclf.errors import ConfigError, MedclfError
 from medclf.model.networks import add_feature_dropout, build_model
 from medclf.train import main as train_main
 from tests.test_reliability import tiny
@@ -205,3 +206,16 @@ def test_library_call_applies_the_recipe_too(synthetic_csv: Path, tmp_path: Path
         if name != "batch_size":
             assert saved[name] == value, name
     assert saved["batch_size"] == 16
+
+
+def test_recipe_departures_are_named_before_a_run_starts(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    assert departures({"recipe": "small-data", **RECIPE_SETTINGS["small-data"]}) == {}
+    assert departures({"recipe": "small-data", **RECIPE_SETTINGS["small-data"], "weight_decay": 0.01}) == {
+        "weight_decay": (0.01, 0.05)
+    }
+    # A TrainConfig built directly does not get the recipe's values: the run says so before anything else.
+    config = TrainConfig(csv=[str(tmp_path / "missing.csv")], out=str(tmp_path / "r"), recipe="small-data")
+    with caplog.at_level(logging.WARNING, logger="medclf"), pytest.raises(MedclfError):
+        train(config)
+    assert "--recipe small-data: this run keeps optimizer='adam'" in caplog.text
+    assert "instead of the recipe's optimizer='adamw'" in caplog.text

@@ -24,3 +24,14 @@ RECIPES = tuple(RECIPE_SETTINGS)
 def with_recipe(values: dict[str, Any]) -> dict[str, Any]:
     """``values`` over the settings of the recipe they name (``values["recipe"]``; none: unchanged)."""
     return {**RECIPE_SETTINGS.get(str(values.get("recipe", "none")), {}), **values}
+
+
+def departures(values: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """The named recipe's settings that ``values`` set otherwise, as ``{name: (value, recipe's value)}``.
+
+    A value given on the command line wins over the recipe on purpose; a :class:`TrainConfig` built
+    directly with ``recipe=`` does not get the recipe's values at all (only ``medclf.train(recipe=...)`` and
+    the command lines lay them under the values given), and this says which settings that left out.
+    """
+    recipe = RECIPE_SETTINGS.get(str(values.get("recipe", "none")), {})
+    return {name: (values.get(name), value) for name, value in recipe.items() if values.get(name) != value}

@@ -16,6 +16,7 @@ from torch import nn
 
 from medclf import __version__
 from medclf.config import TrainConfig, settings_dict
+from medclf.config.recipes import departures
 from medclf.data.checks import check_batches, check_patient_overlap, check_unreadable, log_label_counts
 from medclf.data.folds import study_manifest
 from medclf.data.loaders import EpochBatchSampler, build_dataset, make_loader
@@ -126,6 +127,8 @@ class Run:
 def set_up(config: TrainConfig, world: World, device: torch.device) -> tuple[Run, TrainState]:
     """Run folder, resumed state, data, model and optimisation, in the order that keeps runs repeatable."""
     architecture(config.model)  # an unknown --model, or --pretrained for it without a loader, is refused
+    if world.main:
+        _note_recipe_departures(config)
     if config.linear_probe and world.distributed:
         raise ConfigError(
             "--linear-probe runs in one process (its epochs are matrix products); run it without torchrun"
@@ -160,6 +163,18 @@ def set_up(config: TrainConfig, world: World, device: torch.device) -> tuple[Run
             folder.abandon()  # unlock; a folder this start created is removed, so no empty run is left behind
         raise
     return run, state
+
+
+def _note_recipe_departures(config: TrainConfig) -> None:
+    """Say which of the named recipe's settings this run does not use, so config.json is never misread."""
+    given = departures(dataclasses.asdict(config))
+    if given:
+        log.warning(
+            "--recipe %s: this run keeps %s instead of the recipe's %s",
+            config.recipe,
+            ", ".join(f"{name}={value!r}" for name, (value, _) in given.items()),
+            ", ".join(f"{name}={value!r}" for name, (_, value) in given.items()),
+        )
 
 
 def _absolute_paths(config: TrainConfig, run_dir: Path) -> TrainConfig:
