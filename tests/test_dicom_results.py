@@ -107,7 +107,9 @@ def test_finding_codes_are_snomed_where_one_exists() -> None:
     value, scheme, meaning = finding_code("pleural_thickening")  # 18 characters: too long for a code value (SH)
     assert scheme == PRIVATE_SCHEME and meaning == "pleural_thickening" and len(value) == 16
     assert value == finding_code("pleural_thickening")[0]  # stable across runs
-    assert finding_code("mass") == ("MASS", PRIVATE_SCHEME, "mass")
+    assert finding_code("Nodule") == ("786838002", "SCT", "Nodule of lung")  # any nodule, not only a solitary one
+    assert finding_code("mass") == ("309529002", "SCT", "Lung mass")
+    assert finding_code("hernia") == ("HERNIA", PRIVATE_SCHEME, "hernia")
     with pytest.raises(Exception, match="longer than 64 characters"):
         check_code_meaning("x" * 65)
 

@@ -22,7 +22,9 @@ SNOMED: dict[str, tuple[str, str]] = {
     "effusion": ("60046008", "Pleural effusion"),
     "pleural_effusion": ("60046008", "Pleural effusion"),
     "infiltration": ("409609008", "Radiologic infiltrate of lung"),
-    "nodule": ("427359005", "Lung nodule"),
+    # Any nodule, not 427359005 "Solitary nodule of lung": NIH and CheXpert nodule labels include several.
+    "nodule": ("786838002", "Nodule of lung"),
+    "mass": ("309529002", "Lung mass"),
     "pneumonia": ("233604007", "Pneumonia"),
     "pneumothorax": ("36118008", "Pneumothorax"),
     "consolidation": ("95436008", "Lung consolidation"),
