@@ -177,6 +177,8 @@ def test_table(names: list[str], source: Path, out: Path, device: str) -> str:
         if name != names[0]:
             target = out / f"test_compare_{names[0]}_vs_{name}"
             macro = compare(results[names[0]]["predictions"], r["predictions"], (names[0], name), target)
+            if macro is None:
+                raise SystemExit(f"{name}: medclf.compare failed on the TEST predictions (see above)")
             delta = f"{macro['difference']:+.3f} [{macro['ci_low']:+.3f}, {macro['ci_high']:+.3f}]"
         lines.append(f"| {name} | {r['macro_auroc']:.3f} [{r['auroc_ci_low']:.3f}, {r['auroc_ci_high']:.3f}] "
                      f"| {delta} |")  # fmt: skip

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from medclf import TrainConfig, load_checkpoint, train
+from medclf import TrainConfig, ValidateConfig, evaluate, load_checkpoint, train
 from medclf.config import make_settings
 from medclf.config.recipes import RECIPE_SETTINGS, departures
 from medclf.data.augment import IntensityJitter, mix_pairs, training_augment
@@ -56,8 +56,6 @@ def test_best_pt_holds_the_average_that_was_validated(synthetic_csv: Path, tmp_p
     assert all(torch.equal(best.model[k], last.model[k]) for k in best.model)  # epoch 1 is both
     trained = last.ema["train_weights"]
     assert any(not torch.equal(trained[k], last.model[k]) for k in trained if trained[k].is_floating_point())
-    from medclf import ValidateConfig, evaluate
-
     result = evaluate(ValidateConfig(checkpoint=run.best_checkpoint, csv=[str(synthetic_csv)], split="VALIDATION",
                                      out=str(tmp_path / "v"), device="cpu", progress=False, bootstrap=0,
                                      figures=False))  # fmt: skip

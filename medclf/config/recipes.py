@@ -21,9 +21,14 @@ RECIPE_SETTINGS: dict[str, dict[str, Any]] = {
 RECIPES = tuple(RECIPE_SETTINGS)
 
 
+def _named_recipe(values: dict[str, Any]) -> dict[str, Any]:
+    """The settings of the recipe ``values`` name (``values["recipe"]``; none or unknown: no settings)."""
+    return RECIPE_SETTINGS.get(str(values.get("recipe", "none")), {})
+
+
 def with_recipe(values: dict[str, Any]) -> dict[str, Any]:
     """``values`` over the settings of the recipe they name (``values["recipe"]``; none: unchanged)."""
-    return {**RECIPE_SETTINGS.get(str(values.get("recipe", "none")), {}), **values}
+    return {**_named_recipe(values), **values}
 
 
 def departures(values: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
@@ -33,5 +38,6 @@ def departures(values: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
     directly with ``recipe=`` does not get the recipe's values at all (only ``medclf.train(recipe=...)`` and
     the command lines lay them under the values given), and this says which settings that left out.
     """
-    recipe = RECIPE_SETTINGS.get(str(values.get("recipe", "none")), {})
-    return {name: (values.get(name), value) for name, value in recipe.items() if values.get(name) != value}
+    return {
+        name: (values.get(name), value) for name, value in _named_recipe(values).items() if values.get(name) != value
+    }

@@ -164,13 +164,14 @@ def report_metrics(
     # Ranking metrics use the raw outputs: temperature scaling keeps each label's order, and float32
     # sigmoids of sharpened logits could tie. Not so for pooled folds: each fold has its own temperatures,
     # so the pooled order is that of the reported probabilities, the ones the predictions file holds.
-    ranked = torch.from_numpy(probs) if rank_reported else result.probs
+    reported = torch.from_numpy(probs)
+    ranked = reported if rank_reported else result.probs
     metrics = evaluation_report(
         ranked, result.targets, labels, shown_thresholds, calls=calls, n_bootstrap=config.bootstrap,
         seed=config.seed, clusters=clusters,
     )  # fmt: skip
     # Pooled AUROC/AP on the reported (calibrated) probabilities; the counts and their intervals are the same.
-    pooled = micro_average(torch.from_numpy(probs), result.targets.cpu(), calls)
+    pooled = micro_average(reported, result.targets.cpu(), calls)
     metrics["micro"] = {**metrics["micro"], **pooled}
     metrics["bootstrap"]["seconds"] = round(time.perf_counter() - started, 3)
     return metrics
